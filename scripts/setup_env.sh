@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Create .venv with pinned CPU torch, the ROS 2 Python wheels and ecmnet (editable).
+# Idempotent: a second run only checks what is installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+. .venv/bin/activate
+python -m pip install -q --upgrade pip
+# Pinned CPU torch first: an unpinned torch would pull a multi-GB CUDA build.
+python -m pip install -q "torch==2.13.0"
+python -m pip install -q numpy opencv-python-headless pyyaml tqdm tensorboard matplotlib rosbags onnx onnxruntime pytest
+python -m pip install -q ros-kilted-rclpy ros-kilted-sensor-msgs ros-kilted-std-msgs ros-kilted-diagnostic-msgs \
+  ros-kilted-rmw-fastrtps-cpp
+python -m pip install -q --no-deps -e .

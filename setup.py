@@ -1,0 +1,49 @@
+"""ament_python package `ecmnet_ros`: installs ecmnet_core, ecmnet_ros and training.
+
+Works both under colcon (ROS 2 workspace) and with plain `pip install -e .`.
+"""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "ecmnet_ros"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(include=["ecmnet_core", "ecmnet_core.*", "ecmnet_ros", "ecmnet_ros.*",
+                                    "training", "training.*"]),
+    package_data={"ecmnet_core": ["weights/*.pt", "ss2d/csrc/*"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+    ],
+    python_requires=">=3.10",
+    install_requires=["numpy", "pyyaml", "torch>=2.1"],
+    extras_require={
+        "train": ["tensorboard", "tqdm", "matplotlib"],
+        "bag": ["rosbags>=0.10", "matplotlib"],
+        "export": ["onnx", "onnxruntime"],
+        "test": ["pytest"],
+    },
+    zip_safe=False,
+    maintainer="ecmnet team",
+    maintainer_email="ecmnet@example.com",
+    description="ECMNet (CNN + Mamba) semantic segmentation for ROS 2",
+    license="Apache-2.0",
+    entry_points={
+        "console_scripts": [
+            "ecmnet-predict = ecmnet_core.predict:main",
+            "ecmnet-flops = ecmnet_core.flops:main",
+            "ecmnet-export = ecmnet_core.export:main",
+            "ecmnet-train = training.train:main",
+            "ecmnet-eval = training.evaluate:main",
+            "ecmnet-segment = ecmnet_ros.segmentation_node:main",
+            "ecmnet_segmentation = ecmnet_ros.segmentation_node:main",
+            "ecmnet-bag-eval = ecmnet_ros.bag_eval:main",
+            "ecmnet-make-bag = ecmnet_ros.make_bag:main",
+        ],
+    },
+)
