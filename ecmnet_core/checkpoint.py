@@ -55,9 +55,27 @@ def make_metadata(num_classes: int, classes=None, colors=None, ignore_index: int
     return meta
 
 
+def _check_plain(value, where="metadata"):
+    """Reject objects that torch.load(weights_only=True) could not read back."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, (str, int)):
+                raise TypeError(f"{where} key {k!r} must be a string or int")
+            _check_plain(v, f"{where}.{k}")
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_plain(v, f"{where}[{i}]")
+    elif not (value is None or isinstance(value, (str, int, float, bool, torch.Tensor))):
+        raise TypeError(f"{where} holds a {type(value).__name__}; checkpoints store only tensors and "
+                        "plain containers so they load with weights_only=True")
+
+
 def save_checkpoint(path, model: ECMNet, metadata: Dict[str, Any], train_state: Optional[dict] = None,
                     half: bool = False) -> Path:
     """Write atomically. `half=True` stores floating weights as fp16 (shipping size)."""
+    _check_plain(metadata)
+    if train_state is not None:
+        _check_plain(train_state, "train_state")
     model = getattr(model, "module", model)       # unwrap DDP / compile
     model = getattr(model, "_orig_mod", model)
     state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone()

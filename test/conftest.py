@@ -1,0 +1,35 @@
+"""Shared fixtures: a tiny random-init checkpoint and the CamVid path (skips when absent)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+CAMVID = Path(os.environ.get("ECMNET_CAMVID", REPO.parent / "shared" / "datasets" / "camvid"))
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def camvid_root() -> Path:
+    if not (CAMVID / "val").is_dir():
+        pytest.skip(f"CamVid not found at {CAMVID}")
+    return CAMVID
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """Random-init 11-class CamVid-metadata checkpoint (fast on CPU at small sizes)."""
+    from ecmnet_core.checkpoint import make_metadata, save_checkpoint
+    from ecmnet_core.model import ECMNet
+    from ecmnet_core.palettes import CAMVID_CLASSES, CAMVID_COLORS
+
+    torch.manual_seed(0)
+    model = ECMNet(num_classes=11).eval()
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    save_checkpoint(path, model, make_metadata(11, CAMVID_CLASSES, CAMVID_COLORS, ignore_index=11,
+                                               input_size=(64, 96), dataset="random-init"))
+    return path
