@@ -40,6 +40,7 @@ setup(
             "ecmnet-export = ecmnet_core.export:main",
             "ecmnet-train = training.train:main",
             "ecmnet-eval = training.evaluate:main",
+            "ecmnet-pack-data = training.pack:main",
             "ecmnet-segment = ecmnet_ros.segmentation_node:main",
             "ecmnet_segmentation = ecmnet_ros.segmentation_node:main",
             "ecmnet-bag-eval = ecmnet_ros.bag_eval:main",

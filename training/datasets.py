@@ -1,0 +1,332 @@
+"""Segmentation datasets in the layouts users have on disk, all yielding one canonical form.
+
+Every sample is (image uint8 3xHxW RGB, label uint8 HxW) with train ids 0..C-1 and 255 = ignore,
+whatever the on-disk encoding (CamVid void 11, Cityscapes labelIds, a custom ignore value).
+Layouts:
+  camvid      root/{split}/*.png + root/{split}annot/*.png            (SegNet CamVid; 11 = void)
+  cityscapes  root/leftImg8bit/{split}/<city>/*_leftImg8bit.png
+              + root/gtFine/{split}/<city>/*_gtFine_labelIds.png       (labelIds -> 19 trainIds)
+  custom      root/images/{split}/* + root/masks/{split}/*.png, matched by file stem,
+              class names / colours / ignore value from a classes YAML
+  pack        a tar written by `ecmnet-pack-data` (labels already canonical)
+"""
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence
+
+import cv2
+import numpy as np
+import torch
+import yaml
+
+from ecmnet_core.cli_common import UserError
+from ecmnet_core.palettes import CAMVID_CLASSES, CAMVID_COLORS, CITYSCAPES_CLASSES, CITYSCAPES_COLORS, \
+    default_palette
+
+from .cityscapes_labels import label_id_to_train_id_lut
+
+IGNORE = 255
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+
+
+class DatasetError(UserError):
+    """A dataset problem the user must fix (missing folder, unpaired image, bad label values)."""
+
+    def __init__(self, msg: str):
+        # DataLoader workers re-raise with the worker traceback folded into the message: keep the reason.
+        if "Original Traceback" in msg and "DatasetError: " in msg:
+            msg = msg.rsplit("DatasetError: ", 1)[1].strip()
+        super().__init__(msg)
+
+
+@dataclass
+class DatasetInfo:
+    name: str
+    classes: List[str]
+    colors: List[List[int]]
+    ignore_index: int = IGNORE            # canonical value in the tensors we produce
+    class_counts: Optional[List[int]] = None   # pixel histogram of the split, when known (packs)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+@dataclass
+class Item:
+    name: str
+    image: Callable[[], np.ndarray]      # -> HxWx3 uint8 RGB
+    label: Callable[[], np.ndarray]      # -> HxW uint8 on-disk encoding
+    where: str = ""                      # shown in error messages
+
+
+def _read_image(path: Path) -> np.ndarray:
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise DatasetError(f"cannot read image {path}")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def _read_label(path: Path) -> np.ndarray:
+    lab = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if lab is None:
+        raise DatasetError(f"cannot read mask {path}")
+    if lab.ndim == 3:
+        raise DatasetError(f"mask {path} has {lab.shape[2]} channels; expected a single-channel "
+                           f"class-index PNG")
+    if lab.dtype != np.uint8:
+        if lab.max(initial=0) > 255:
+            raise DatasetError(f"mask {path} has values up to {lab.max()}; class indices must be <= 255")
+        lab = lab.astype(np.uint8)
+    return lab
+
+
+def _files(folder: Path, suffix: str = "") -> dict:
+    return {p.name[: -len(suffix)] if suffix else p.stem: p for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.suffix.lower() in IMAGE_EXTS and p.name.endswith(suffix)}
+
+
+def _require_dir(path: Path, what: str) -> Path:
+    if not path.is_dir():
+        raise DatasetError(f"{what} folder not found: {path}")
+    return path
+
+
+def _pair(images: dict, labels: dict, img_dir: Path, lab_dir: Path) -> List[Item]:
+    if not images:
+        raise DatasetError(f"no images found in {img_dir}")
+    missing = sorted(set(images) - set(labels))
+    if missing:
+        raise DatasetError(f"{len(missing)} image(s) in {img_dir} have no mask in {lab_dir}, e.g. "
+                           f"{images[missing[0]].name} (masks are matched by file stem)")
+    return [Item(stem, (lambda p=images[stem]: _read_image(p)), (lambda p=labels[stem]: _read_label(p)),
+                 where=f"{images[stem]} / {labels[stem]}") for stem in sorted(images)]
+
+
+def camvid_items(root: Path, split: str) -> List[Item]:
+    img_dir = _require_dir(root / split, f"CamVid {split} image")
+    lab_dir = _require_dir(root / f"{split}annot", f"CamVid {split} label")
+    return _pair(_files(img_dir), _files(lab_dir), img_dir, lab_dir)
+
+
+def cityscapes_items(root: Path, split: str) -> List[Item]:
+    img_dir = _require_dir(root / "leftImg8bit" / split, f"Cityscapes leftImg8bit/{split}")
+    lab_dir = _require_dir(root / "gtFine" / split, f"Cityscapes gtFine/{split}")
+    return _pair(_files(img_dir, "_leftImg8bit.png"), _files(lab_dir, "_gtFine_labelIds.png"), img_dir, lab_dir)
+
+
+def custom_items(root: Path, split: str) -> List[Item]:
+    img_dir = _require_dir(root / "images" / split, f"custom images/{split}")
+    lab_dir = _require_dir(root / "masks" / split, f"custom masks/{split}")
+    return _pair(_files(img_dir), _files(lab_dir), img_dir, lab_dir)
+
+
+def load_classes_yaml(path) -> DatasetInfo:
+    """names (required), colors (optional, [r, g, b] each), ignore_index (default 255)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"classes file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise DatasetError(f"{path} is not valid YAML: {exc}") from None
+    names = data.get("names") if isinstance(data, dict) else None
+    if not names or not isinstance(names, list):
+        raise DatasetError(f"{path} must define `names:` as a list of class names")
+    if len(names) > 255:
+        raise DatasetError(f"{path} defines {len(names)} classes; at most 255 are supported")
+    colors = data.get("colors") or default_palette(len(names))
+    if len(colors) != len(names) or not all(len(c) == 3 and all(0 <= int(v) <= 255 for v in c) for c in colors):
+        raise DatasetError(f"{path}: `colors` must hold one [r, g, b] (0..255) per class ({len(names)})")
+    ignore = int(data.get("ignore_index", IGNORE))
+    if not 0 <= ignore <= 255:
+        raise DatasetError(f"{path}: ignore_index must be in 0..255, got {ignore}")
+    if ignore < len(names):
+        raise DatasetError(f"{path}: ignore_index {ignore} collides with class {names[ignore]!r} "
+                           f"(classes use 0..{len(names) - 1})")
+    info = DatasetInfo("custom", [str(n) for n in names], [[int(v) for v in c] for c in colors])
+    info.source_ignore = ignore  # type: ignore[attr-defined]
+    return info
+
+
+def lut_for(num_classes: int, source_ignore: int) -> np.ndarray:
+    """int16 table: classes map to themselves, the source ignore value to 255, anything else to -1."""
+    lut = np.full(256, -1, dtype=np.int16)
+    lut[:num_classes] = np.arange(num_classes)
+    lut[source_ignore] = IGNORE
+    return lut
+
+
+class SegmentationDataset(torch.utils.data.Dataset):
+    """Decodes one sample per call (DataLoader workers); `preload()` decodes all at once."""
+
+    def __init__(self, items: Sequence[Item], info: DatasetInfo, lut: Optional[np.ndarray],
+                 resize_to: Optional[Sequence[int]] = None, split: str = ""):
+        self.items, self.info, self.lut = list(items), info, lut
+        self.resize_to = tuple(resize_to) if resize_to else None
+        self.split = split
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _map_label(self, lab: np.ndarray, item: Item) -> np.ndarray:
+        if self.lut is None:
+            return lab
+        out = self.lut[lab]
+        if (out < 0).any():
+            bad = np.unique(lab[out < 0])
+            allowed = [int(v) for v in np.flatnonzero(self.lut >= 0)]
+            raise DatasetError(f"label values {bad[:8].tolist()} out of range in {item.where}; "
+                               f"allowed: {_ranges(allowed)}")
+        return out.astype(np.uint8)
+
+    def load_label(self, i: int) -> np.ndarray:
+        item = self.items[i]
+        lab = self._map_label(item.label(), item)
+        if self.resize_to:
+            lab = cv2.resize(lab, self.resize_to[::-1], interpolation=cv2.INTER_NEAREST)
+        return lab
+
+    def load(self, i: int):
+        item = self.items[i]
+        img, lab = item.image(), item.label()
+        if img.shape[:2] != lab.shape[:2]:
+            raise DatasetError(f"image and mask sizes differ for {item.where}: image {img.shape[1]}x"
+                               f"{img.shape[0]}, mask {lab.shape[1]}x{lab.shape[0]} (WxH)")
+        lab = self._map_label(lab, item)
+        if self.resize_to:
+            h, w = self.resize_to
+            img = cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
+            lab = cv2.resize(lab, (w, h), interpolation=cv2.INTER_NEAREST)
+        return img, lab
+
+    def __getitem__(self, i: int):
+        img, lab = self.load(i)
+        return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))), torch.from_numpy(lab)
+
+    def preload(self, progress: bool = False):
+        """All samples as (N,3,H,W) and (N,H,W) uint8 tensors; needs one common size (or resize_to)."""
+        imgs, labs = [], []
+        it = range(len(self))
+        if progress:
+            from tqdm import tqdm
+            it = tqdm(it, desc=f"decode {self.split}", leave=False)
+        for i in it:
+            img, lab = self[i]
+            if imgs and img.shape != imgs[0].shape:
+                raise DatasetError(f"{self.items[i].where} is {img.shape[2]}x{img.shape[1]} but "
+                                   f"{self.items[0].name} is {imgs[0].shape[2]}x{imgs[0].shape[1]}; "
+                                   f"set dataset.resize_to: [H, W] to train on mixed sizes")
+            imgs.append(img)
+            labs.append(lab)
+        return torch.stack(imgs), torch.stack(labs)
+
+
+def _ranges(values: List[int]) -> str:
+    out, start = [], None
+    for i, v in enumerate(values):
+        if start is None:
+            start = v
+        if i + 1 == len(values) or values[i + 1] != v + 1:
+            out.append(f"{start}" if start == v else f"{start}..{v}")
+            start = None
+    return ", ".join(out)
+
+
+# ---------------------------------------------------------------- packs
+PACK_FORMAT = "ecmnet-data-pack"
+
+
+def read_pack(path) -> dict:
+    """-> {"meta": dict, "<split>": [(name, image bytes, label bytes), ...]} from an ecmnet-pack-data tar."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"data pack not found: {path}")
+    try:
+        tar = tarfile.open(path, "r")
+    except tarfile.TarError as exc:
+        raise DatasetError(f"{path} is not a data pack tar ({exc})") from None
+    with tar:
+        files = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+    if "meta.json" not in files:
+        raise DatasetError(f"{path} has no meta.json; write packs with ecmnet-pack-data")
+    meta = json.loads(files["meta.json"])
+    if meta.get("format") != PACK_FORMAT:
+        raise DatasetError(f"{path} is not an ecmnet data pack (format {meta.get('format')!r})")
+    out = {"meta": meta}
+    for split, entries in meta["splits"].items():
+        out[split] = [(e["name"], files[e["image"]], files[e["label"]]) for e in entries]
+    return out
+
+
+def _decode(data: bytes, flags, name) -> np.ndarray:
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    if arr is None:
+        raise DatasetError(f"cannot decode {name} in the data pack")
+    return arr
+
+
+def pack_items(pack: dict, split: str, path) -> List[Item]:
+    if split not in pack:
+        raise DatasetError(f"data pack {path} has no split {split!r} (has {sorted(pack['meta']['splits'])})")
+
+    def img(data=None, name=None):
+        return cv2.cvtColor(_decode(data, cv2.IMREAD_COLOR, name), cv2.COLOR_BGR2RGB)
+
+    return [Item(name, (lambda d=i, n=name: img(d, n)),
+                 (lambda d=lb, n=name: _decode(d, cv2.IMREAD_UNCHANGED, n)), where=f"{path}:{split}/{name}")
+            for name, i, lb in pack[split]]
+
+
+_PACK_CACHE: dict = {}
+
+
+def build_dataset(dcfg: dict, split: str) -> SegmentationDataset:
+    """Dataset for `split` from the `dataset:` config section."""
+    layout = dcfg["layout"]
+    root = Path(str(dcfg["root"])).expanduser()
+    if layout == "pack":
+        key = str(root.resolve())
+        if key not in _PACK_CACHE:
+            _PACK_CACHE.clear()
+            _PACK_CACHE[key] = read_pack(root)
+        pack = _PACK_CACHE[key]
+        meta = pack["meta"]
+        counts = meta.get("class_counts", {}).get(split)
+        info = DatasetInfo(meta["dataset"], meta["classes"], meta["colors"], IGNORE, counts)
+        if dcfg.get("limit"):
+            info.class_counts = None      # histogram of the full split no longer applies
+        return SegmentationDataset(_limit(pack_items(pack, split, root), dcfg), info,
+                                   lut_for(info.num_classes, IGNORE), dcfg.get("resize_to"), split)
+    if not root.is_dir():
+        raise DatasetError(f"dataset root not found: {root} (set dataset.root or --data-root)")
+    if layout == "camvid":
+        info = DatasetInfo("camvid", list(CAMVID_CLASSES), [list(c) for c in CAMVID_COLORS])
+        items, lut = camvid_items(root, split), lut_for(11, 11)
+    elif layout == "cityscapes":
+        info = DatasetInfo("cityscapes", list(CITYSCAPES_CLASSES), [list(c) for c in CITYSCAPES_COLORS])
+        items, lut = cityscapes_items(root, split), label_id_to_train_id_lut()
+    elif layout == "custom":
+        classes = dcfg.get("classes")
+        if not classes:
+            candidate = root / "classes.yaml"
+            if not candidate.is_file():
+                raise DatasetError("custom layout needs dataset.classes: path to a classes YAML "
+                                   f"(or {candidate})")
+            classes = candidate
+        info = load_classes_yaml(classes)
+        items, lut = custom_items(root, split), lut_for(info.num_classes, info.source_ignore)
+        info.name = dcfg.get("name") or root.name
+    else:
+        raise DatasetError(f"unknown dataset layout {layout!r}")
+    return SegmentationDataset(_limit(items, dcfg), info, lut, dcfg.get("resize_to"), split)
+
+
+def _limit(items: List[Item], dcfg: dict) -> List[Item]:
+    n = dcfg.get("limit")
+    return items[: int(n)] if n else items
