@@ -14,6 +14,8 @@ python -m pip install -q "torch==2.13.0"
 python -m pip install -q numpy opencv-python-headless pyyaml tqdm tensorboard matplotlib rosbags onnx onnxruntime pytest
 python -m pip install -q ros-kilted-rclpy ros-kilted-sensor-msgs ros-kilted-std-msgs ros-kilted-diagnostic-msgs \
   ros-kilted-rmw-fastrtps-cpp
+# test-only: test_conversions.py compares against the PyPI cv-bridge port (never used at run time)
+python -m pip install -q cv-bridge
 # cityscapesscripts: reference evaluator our mIoU is cross-checked against (test/test_metrics.py)
 python -m pip install -q cityscapesscripts
 python -m pip install -q --no-deps -e .

@@ -1,0 +1,53 @@
+"""Build the SegmentationEngine the same way for the node, the bag tools and the benchmark.
+
+`resolution` follows the node parameter: 'model' = the checkpoint's training input_size,
+'native' = each image's own size, or an (H, W) tuple.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Tuple, Union
+
+Resolution = Union[str, Tuple[int, int]]
+
+
+def model_input_size(weights) -> Optional[Tuple[int, int]]:
+    """input_size stored in a .pt checkpoint's metadata; None when it cannot be read here
+    (ONNX files fix their own size; a missing file is reported by the engine itself)."""
+    from ecmnet_core.checkpoint import DEFAULT_WEIGHTS, CheckpointError, read_checkpoint
+
+    path = Path(weights) if weights else DEFAULT_WEIGHTS
+    if path.suffix == ".onnx" or not path.is_file():
+        return None
+    try:
+        size = read_checkpoint(path)["metadata"].get("input_size")
+    except CheckpointError:
+        return None
+    return (int(size[0]), int(size[1])) if size else None
+
+
+def build_engine(weights, device: str, backend: str, precision: str, resolution: Resolution):
+    from ecmnet_core.engine import SegmentationEngine
+
+    if resolution == "native":
+        size = None
+    elif resolution == "model":
+        size = model_input_size(weights)
+    else:
+        size = tuple(resolution)
+    return SegmentationEngine(weights or None, device=device, ss2d_backend=backend, precision=precision,
+                              input_size=size)
+
+
+def backend_name(engine) -> str:
+    name = getattr(engine, "ss2d_backend", None)
+    if callable(name):
+        name = name()
+    if not name:
+        name = getattr(getattr(getattr(engine, "model", None), "config", None), "ss2d_backend", "n/a")
+    return str(name)
+
+
+def resolution_text(engine) -> str:
+    size = getattr(engine, "input_size", None)
+    return "native" if not size else "x".join(str(int(v)) for v in size)
