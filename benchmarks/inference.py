@@ -1,0 +1,267 @@
+"""Inference latency of ECMNet vs ERFNet / ENet on one GPU, in one run.
+
+    PYTHONPATH=. python benchmarks/inference.py                 # all sizes, fp32 + fp16
+    PYTHONPATH=. python benchmarks/inference.py --sizes 1024x2048 --precisions fp16 --profile
+
+Two measurements per configuration (batch 1, random-init weights: speed does not
+depend on the values):
+  net  the network alone on a normalised device tensor (channels_last, BN folded,
+       replayed as a CUDA graph when capture works; 'eager' is printed otherwise);
+       CUDA-event timing per iteration.
+  e2e  SegmentationEngine.infer: uint8 host image -> uint8 mask on the host
+       (pinned upload, normalise, network, argmax, download); wall clock per call.
+Peers get exactly the same treatment (conv+BN folded with torch.fx, channels_last,
+same dtype, same CUDA graph capture, same engine). Ratios are ECMNet / peer p50.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.peers import ENet, ERFNet  # noqa: E402
+from ecmnet_core.checkpoint import make_metadata  # noqa: E402
+from ecmnet_core.engine import PRECISIONS, SegmentationEngine, optimize_for_inference  # noqa: E402
+from ecmnet_core.model import ECMNet, count_parameters  # noqa: E402
+from ecmnet_core.ss2d import available_backends  # noqa: E402
+
+NUM_CLASSES = 19
+
+
+def parse_sizes(text):
+    return [tuple(int(v) for v in s.split("x")) for s in text.split(",")]
+
+
+def percentiles(ms):
+    ms = sorted(ms)
+    p = lambda q: ms[min(len(ms) - 1, int(round(q * (len(ms) - 1))))]  # noqa: E731
+    return {"p50": p(0.5), "p99": p(0.99), "mean": statistics.fmean(ms), "fps": 1000.0 / statistics.fmean(ms)}
+
+
+def fold_peer(model):
+    """conv+BN folding for the peers (torch.fx pattern fusion); unchanged if not traceable."""
+    from torch.fx.experimental.optimization import fuse
+
+    try:
+        return fuse(model)
+    except Exception as exc:  # noqa: BLE001
+        print(f"  note: fx conv+BN fusion failed for {type(model).__name__} ({exc}); unfused")
+        return model
+
+
+def prepare(model, precision, fold=True, ecmnet=True, channels_last=True):
+    model = model.eval()
+    if fold:
+        model = optimize_for_inference(model) if ecmnet else fold_peer(model)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.cuda().to(memory_format=fmt).to(PRECISIONS[precision])
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+@torch.inference_mode()
+def time_network(model, size, precision, iters, warmup, graphs=True, channels_last=True):
+    x = torch.randn(1, 3, *size, device="cuda").to(PRECISIONS[precision]).contiguous(
+        memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    stream = torch.cuda.Stream()
+    mode = "eager"
+    fn = lambda: model(x)  # noqa: E731
+    with torch.cuda.stream(stream):
+        for _ in range(warmup):
+            fn()
+    stream.synchronize()
+    if graphs:
+        try:
+            g = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(g, stream=stream):
+                model(x)
+            fn, mode = g.replay, "graph"
+        except Exception as exc:  # noqa: BLE001
+            torch.cuda.synchronize()
+            print(f"  note: graph capture failed ({type(exc).__name__}: {str(exc)[:120]}); eager")
+    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(iters)]
+    with torch.cuda.stream(stream):
+        for _ in range(5):
+            fn()
+        for start, end in events:
+            start.record(stream)
+            fn()
+            end.record(stream)
+    stream.synchronize()
+    return dict(percentiles([s.elapsed_time(e) for s, e in events]), mode=mode)
+
+
+def time_engine(model, meta, size, precision, iters, warmup, graphs=True, fold=True):
+    engine = SegmentationEngine.from_model(model, meta, device="cuda", precision=precision,
+                                           cuda_graphs=graphs, fold_bn=fold)
+    img = (np.random.default_rng(0).random((*size, 3)) * 255).astype(np.uint8)
+    for _ in range(warmup):
+        engine.infer(img)
+    ms = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        res = engine.infer(img)
+        ms.append((time.perf_counter() - t0) * 1e3)
+    assert res.mask.shape == size
+    mode = "graph" if engine.uses_cuda_graph(1, *size) else "eager"
+    return dict(percentiles(ms), mode=mode)
+
+
+def profile(model, size, precision, rows=30):
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+
+    x = torch.randn(1, 3, *size, device="cuda").to(PRECISIONS[precision]).contiguous(
+        memory_format=torch.channels_last)
+    with torch.inference_mode():
+        for _ in range(10):
+            model(x)
+        torch.cuda.synchronize()
+        with torch_profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            for _ in range(10):
+                model(x)
+            torch.cuda.synchronize()
+    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=rows, max_name_column_width=60))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=parse_sizes, default=parse_sizes("360x480,1024x1024,1024x2048"))
+    ap.add_argument("--precisions", default="fp32,fp16")
+    ap.add_argument("--backends", default=None, help="comma list (default: every available except sequential)")
+    ap.add_argument("--iters", type=int, default=200)
+    ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--no-peers", action="store_true")
+    ap.add_argument("--no-engine", action="store_true", help="skip the end-to-end engine timings")
+    ap.add_argument("--ablation", action="store_true",
+                    help="at the largest size / last precision: eager vs folded vs graph vs torch.compile")
+    ap.add_argument("--compile-both-layouts", action="store_true",
+                    help="ablation: torch.compile for NCHW as well as channels_last (slow: ~100 s each)")
+    ap.add_argument("--profile", action="store_true", help="torch.profiler table at the largest size")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("error: benchmarks/inference.py needs a CUDA GPU", file=sys.stderr)
+        return 2
+    warnings.simplefilter("ignore", UserWarning)
+    torch.backends.cudnn.benchmark = True
+    avail = available_backends()
+    backends = args.backends.split(",") if args.backends else [
+        b for b, s in avail.items() if s == "ok" and b != "sequential"]
+    precisions = args.precisions.split(",")
+    print(f"device: {torch.cuda.get_device_name()} | date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC} | "
+          f"torch {torch.__version__} (CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}) | "
+          f"python {platform.python_version()}")
+    print("SS2D backends: " + ", ".join(f"{k}={v}" for k, v in avail.items()))
+    meta = make_metadata(NUM_CLASSES)
+    torch.manual_seed(0)
+    base = ECMNet(num_classes=NUM_CLASSES).eval()
+    peers = {} if args.no_peers else {"ERFNet": ERFNet(NUM_CLASSES).eval(), "ENet": ENet(NUM_CLASSES).eval()}
+    print(f"parameters ({NUM_CLASSES} classes): ECMNet {count_parameters(base):,}"
+          + "".join(f", {n} {count_parameters(m):,}" for n, m in peers.items()))
+    print(f"batch 1, {args.iters} timed iterations after {args.warmup} warm-up; latency in ms\n")
+    results = []
+    hdr = (f"{'model':<8} {'ss2d':<10} {'size':>9} {'prec':<4} | {'net p50':>8} {'p99':>7} {'FPS':>7} {'mode':<5} | "
+           f"{'e2e p50':>8} {'p99':>7} {'FPS':>7} {'mode':<5}")
+    for size in args.sizes:
+        for prec in precisions:
+            print(hdr)
+            rows = []
+            configs = [("ECMNet", b) for b in backends] + [(n, "-") for n in peers]
+            for name, backend in configs:
+                if name == "ECMNet":
+                    model = ECMNet(num_classes=NUM_CLASSES, ss2d_backend=backend).eval()
+                    model.load_state_dict(base.state_dict())
+                    src = model
+                    net_model = prepare(__import__("copy").deepcopy(model), prec, ecmnet=True)
+                else:
+                    src = peers[name]
+                    net_model = prepare(__import__("copy").deepcopy(src), prec, ecmnet=False)
+                try:
+                    net = time_network(net_model, size, prec, args.iters, args.warmup)
+                    del net_model
+                    e2e = None
+                    if not args.no_engine:
+                        if name == "ECMNet":
+                            e2e = time_engine(src, meta, size, prec, args.iters, args.warmup)
+                        else:
+                            peer = prepare(__import__("copy").deepcopy(src), "fp32", ecmnet=False).cpu()
+                            e2e = time_engine(peer, meta, size, prec, args.iters, args.warmup, fold=False)
+                except Exception as exc:  # noqa: BLE001 - a broken backend must not stop the run
+                    print(f"{name:<8} {backend:<10} FAILED: {type(exc).__name__}: {str(exc).splitlines()[0][:150]}")
+                    torch.cuda.synchronize()
+                    torch.cuda.empty_cache()
+                    continue
+                row = dict(model=name, backend=backend, size=list(size), precision=prec, net=net, e2e=e2e)
+                rows.append(row)
+                e2e_txt = (f"{e2e['p50']:>8.3f} {e2e['p99']:>7.3f} {e2e['fps']:>7.1f} {e2e['mode']:<5}"
+                           if e2e else f"{'-':>8} {'-':>7} {'-':>7} {'':<5}")
+                print(f"{name:<8} {backend:<10} {size[0]:>4}x{size[1]:<4} {prec:<4} | {net['p50']:>8.3f} "
+                      f"{net['p99']:>7.3f} {net['fps']:>7.1f} {net['mode']:<5} | {e2e_txt}", flush=True)
+                torch.cuda.empty_cache()
+            ecm = [r for r in rows if r["model"] == "ECMNet"]
+            if ecm:
+                best = min(ecm, key=lambda r: r["net"]["p50"])
+                for r in rows:
+                    if r["model"] == "ECMNet":
+                        continue
+                    net_ratio = best["net"]["p50"] / r["net"]["p50"]
+                    txt = f"  ratio ECMNet[{best['backend']}]/{r['model']} p50: net {net_ratio:.2f}"
+                    if best["e2e"] and r["e2e"]:
+                        txt += f", e2e {best['e2e']['p50'] / r['e2e']['p50']:.2f}"
+                    print(txt + "  (<1 means ECMNet is faster)")
+            results += rows
+            print()
+    largest, prec = max(args.sizes, key=lambda s: s[0] * s[1]), precisions[-1]
+    best_backend = min((r for r in results if r["model"] == "ECMNet" and tuple(r["size"]) == largest
+                        and r["precision"] == prec), key=lambda r: r["net"]["p50"], default={"backend": backends[0]})
+    best_backend = best_backend["backend"]
+    if args.profile:
+        print(f"profile: ECMNet[{best_backend}] {largest[0]}x{largest[1]} {prec}, BN folded, eager")
+        model = ECMNet(num_classes=NUM_CLASSES, ss2d_backend=best_backend).eval()
+        profile(prepare(model, prec, ecmnet=True), largest, prec)
+    if args.ablation:
+        print(f"ablation: ECMNet[{best_backend}] {largest[0]}x{largest[1]} {prec}, network alone")
+        model = ECMNet(num_classes=NUM_CLASSES, ss2d_backend=best_backend).eval()
+        model.load_state_dict(base.state_dict())
+        variants = [("as trained (no folding), eager", dict(fold=False), dict(graphs=False)),
+                    ("BN folded + channels_last shuffle, eager", dict(fold=True), dict(graphs=False)),
+                    ("BN folded, CUDA graph", dict(fold=True), dict(graphs=True)),
+                    ("BN folded, NCHW (not channels_last), CUDA graph", dict(fold=True, channels_last=False),
+                     dict(graphs=True, channels_last=False))]
+        for label, kw, tkw in variants:
+            m = prepare(__import__("copy").deepcopy(model), prec, ecmnet=True, **kw)
+            r = time_network(m, largest, prec, args.iters, args.warmup, **tkw)
+            print(f"  {label:<48} p50 {r['p50']:.3f}  p99 {r['p99']:.3f}  ({r['mode']})", flush=True)
+        for cl in ([True, False] if args.compile_both_layouts else [True]):
+            try:
+                m = prepare(__import__("copy").deepcopy(model), prec, ecmnet=True, channels_last=cl)
+                t0 = time.perf_counter()
+                cm = torch.compile(m, dynamic=False)
+                r = time_network(cm, largest, prec, args.iters, args.warmup, graphs=True, channels_last=cl)
+                label = f"BN folded, {'channels_last' if cl else 'NCHW'}, torch.compile + CUDA graph"
+                print(f"  {label:<48} p50 {r['p50']:.3f}  p99 {r['p99']:.3f}  "
+                      f"({r['mode']}; compile+warm-up {time.perf_counter() - t0:.0f} s)", flush=True)
+            except Exception as exc:  # noqa: BLE001
+                print(f"  torch.compile failed: {type(exc).__name__}: {str(exc)[:200]}")
+        print()
+    if args.json:
+        args.json.write_text(json.dumps({"device": torch.cuda.get_device_name(), "torch": torch.__version__,
+                                         "date": dt.datetime.now(dt.timezone.utc).isoformat(), "results": results},
+                                        indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""onnxruntime runtime for SegmentationEngine: the CPU deployment path we can test everywhere.
+
+The ONNX file written by `ecmnet-export` carries its own metadata (classes,
+colours, mean/std, ...) in metadata_props, so it needs no checkpoint next to it.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+METADATA_KEY = "ecmnet.metadata"       # full metadata dict as JSON
+INPUT_NAME, OUTPUT_NAME = "image", "logits"
+_ORT_DTYPES = {"tensor(float)": torch.float32, "tensor(float16)": torch.float16}
+
+
+def read_onnx_metadata(path) -> dict:
+    """Metadata dict stored by ecmnet-export; clear error for foreign ONNX files."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ONNX file not found: {path}")
+    model = onnx.load(str(path), load_external_data=False)
+    props = {p.key: p.value for p in model.metadata_props}
+    if METADATA_KEY not in props:
+        raise ValueError(f"{path} has no {METADATA_KEY!r} metadata; export it with ecmnet-export")
+    return json.loads(props[METADATA_KEY])
+
+
+def _import_ort():
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ImportError("runtime onnxruntime needs the onnxruntime package "
+                          "(pip install onnxruntime, or onnxruntime-gpu for CUDA)") from None
+    return ort
+
+
+class OnnxRuntimeNetwork:
+    """Callable: normalised (B, 3, H, W) tensor -> logits tensor on the input's device."""
+
+    def __init__(self, path, device: torch.device, threads: int = 0):
+        ort = _import_ort()
+        self.metadata = read_onnx_metadata(path)
+        providers = ["CPUExecutionProvider"]
+        if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, ("CUDAExecutionProvider", {"device_id": device.index or 0}))
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3          # constant-folding notices about fp16 Exp are noise
+        if threads:
+            opts.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        if inp.type not in _ORT_DTYPES:
+            raise ValueError(f"{path}: unsupported input type {inp.type}")
+        self.input_dtype = _ORT_DTYPES[inp.type]
+        h, w = inp.shape[2], inp.shape[3]
+        if not (isinstance(h, int) and isinstance(w, int)):
+            raise ValueError(f"{path}: input height/width must be static, got {inp.shape}")
+        self.input_size = (h, w)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        arr = np.ascontiguousarray(x.detach().to("cpu", self.input_dtype).numpy())
+        out = self.session.run(None, {self.input_name: arr})[0]
+        return torch.from_numpy(out).to(x.device)

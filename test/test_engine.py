@@ -1,0 +1,180 @@
+"""SegmentationEngine: CPU path (the ROS node relies on it), BN folding, onnxruntime runtime,
+and on CUDA: CUDA-graph replay == eager, capture fallback, fp16."""
+import numpy as np
+import pytest
+import torch
+
+from ecmnet_core.checkpoint import load_model
+from ecmnet_core.engine import SegmentationEngine, fold_batchnorm, optimize_for_inference
+from ecmnet_core.export import main as export_main
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+def _image(h=50, w=70, seed=0):
+    return (np.random.default_rng(seed).random((h, w, 3)) * 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def cpu_engine(tiny_checkpoint):
+    return SegmentationEngine(tiny_checkpoint, device="cpu")
+
+
+def test_cpu_engine_api(cpu_engine):
+    res = cpu_engine.infer(_image(), confidence=True, color=True)
+    assert res.mask.shape == (50, 70) and res.mask.dtype == np.uint8 and res.mask.max() < 11
+    assert res.confidence.shape == (50, 70) and res.confidence.dtype == np.float32
+    assert (res.confidence > 1 / 11 - 1e-6).all() and (res.confidence <= 1 + 1e-6).all()
+    np.testing.assert_array_equal(res.color, np.asarray(cpu_engine.colors, np.uint8)[res.mask])
+    assert cpu_engine.classes[0] == "Sky" and cpu_engine.num_classes == 11
+    assert cpu_engine.metadata["dataset"] == "random-init"
+    gray = cpu_engine.infer(_image()[:, :, 0])
+    assert gray.mask.shape == (50, 70) and gray.confidence is None and gray.color is None
+    batch = cpu_engine.infer_batch([_image(seed=1), _image(seed=2)])
+    assert len(batch) == 2
+    np.testing.assert_array_equal(batch[1].mask, cpu_engine.infer(_image(seed=2)).mask)
+
+
+def test_engine_matches_plain_model(tiny_checkpoint, cpu_engine):
+    model, meta = load_model(tiny_checkpoint)
+    img = _image(64, 96, seed=4)
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255.0
+    x = (x - torch.tensor(meta["mean"]).view(1, 3, 1, 1)) / torch.tensor(meta["std"]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        logits = model(x)
+    res = cpu_engine.infer(img, confidence=True)
+    np.testing.assert_array_equal(res.mask, logits.argmax(1)[0].numpy())
+    np.testing.assert_allclose(res.confidence, torch.softmax(logits, 1).amax(1)[0].numpy(), atol=1e-5)
+
+
+def test_bad_inputs_are_clear(cpu_engine):
+    with pytest.raises(TypeError, match="uint8"):
+        cpu_engine.infer(np.zeros((8, 8, 3), np.float32))
+    with pytest.raises(ValueError, match="H x W x 3"):
+        cpu_engine.infer(np.zeros((8, 8, 4), np.uint8))
+    with pytest.raises(ValueError, match="same size"):
+        cpu_engine.infer_batch([_image(), _image(40, 40)])
+    with pytest.raises(ValueError, match="precision"):
+        SegmentationEngine(None, device="cpu", precision="int3")
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        SegmentationEngine(None, device="cpu", precision="fp16")
+    with pytest.raises(ValueError, match="runtime must be one of"):
+        SegmentationEngine(None, device="cpu", runtime="tvm")
+
+
+def test_fold_batchnorm_is_equivalent(tiny_checkpoint):
+    model, _ = load_model(tiny_checkpoint)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.3, 0.3)
+            m.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(2, 3, 64, 96).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        ref = model(x)
+        import copy
+        opt = optimize_for_inference(copy.deepcopy(model))
+        got = opt(x)
+    assert fold_batchnorm(copy.deepcopy(model)) >= 40
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) and type(p).__name__ == "ConvBNAct"
+                   for p in opt.modules() for m in p.children())
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def onnx_file(tiny_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("eng") / "tiny.onnx"
+    assert export_main(["--onnx", str(out), "--weights", str(tiny_checkpoint), "--size", "64x96"]) == 0
+    return out
+
+
+def test_onnxruntime_runtime_gives_the_same_masks(tiny_checkpoint, onnx_file):
+    torch_engine = SegmentationEngine(tiny_checkpoint, device="cpu", input_size=(64, 96))
+    ort_engine = SegmentationEngine(onnx_file, device="cpu")        # runtime picked from .onnx
+    assert ort_engine.runtime == "onnxruntime" and ort_engine.input_size == (64, 96)
+    assert ort_engine.classes == torch_engine.classes and ort_engine.colors == torch_engine.colors
+    for shape in [(64, 96), (50, 70), (120, 160)]:
+        img = _image(*shape, seed=sum(shape))
+        a = torch_engine.infer(img, confidence=True, color=True)
+        b = ort_engine.infer(img, confidence=True, color=True)
+        np.testing.assert_array_equal(a.mask, b.mask)
+        np.testing.assert_array_equal(a.color, b.color)
+        np.testing.assert_allclose(a.confidence, b.confidence, atol=1e-4)
+    alias = SegmentationEngine(onnx_file, device="cpu", ss2d_backend="onnxruntime")   # ROS `backend:` param
+    assert alias.runtime == "onnxruntime"
+
+
+def test_onnx_runtimes_need_an_onnx_file(tiny_checkpoint):
+    with pytest.raises(ValueError, match="needs an ONNX file"):
+        SegmentationEngine(tiny_checkpoint, device="cpu", runtime="onnxruntime")
+    with pytest.raises(ValueError, match="tensorrt needs a CUDA device|needs an ONNX"):
+        SegmentationEngine(tiny_checkpoint, device="cpu", runtime="tensorrt")
+
+
+# ----------------------------------------------------------------------------- CUDA
+@cuda
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_cuda_graph_equals_eager(tiny_checkpoint, precision):
+    kw = dict(device="cuda", precision=precision, ss2d_backend="export")   # pure torch: capturable
+    graph = SegmentationEngine(tiny_checkpoint, cuda_graphs=True, **kw)
+    eager = SegmentationEngine(tiny_checkpoint, cuda_graphs=False, **kw)
+    for seed, shape in enumerate([(64, 96), (64, 96), (50, 70), (64, 96)]):
+        img = _image(*shape, seed=seed)
+        a = graph.infer(img, confidence=True, color=True)
+        b = eager.infer(img, confidence=True, color=True)
+        np.testing.assert_array_equal(a.mask, b.mask)
+        np.testing.assert_array_equal(a.color, b.color)
+        np.testing.assert_allclose(a.confidence, b.confidence, atol=1e-6)
+    assert graph.uses_cuda_graph(1, 64, 96, True, True) and graph.uses_cuda_graph(1, 50, 70, True, True)
+    assert not eager.uses_cuda_graph(1, 64, 96, True, True)
+    # a batch is its own shape; results match single images
+    batch = graph.infer_batch([_image(seed=7), _image(seed=8)])
+    np.testing.assert_array_equal(batch[1].mask, eager.infer(_image(seed=8)).mask)
+
+
+@cuda
+def test_gpu_fp32_matches_cpu(tiny_checkpoint):
+    cpu = SegmentationEngine(tiny_checkpoint, device="cpu")
+    gpu = SegmentationEngine(tiny_checkpoint, device="cuda", ss2d_backend="export")
+    img = _image(64, 96, seed=11)
+    a, b = cpu.infer(img, confidence=True), gpu.infer(img, confidence=True)
+    assert (a.mask == b.mask).mean() > 0.99
+    np.testing.assert_allclose(a.confidence, b.confidence, atol=2e-3)
+
+
+@cuda
+def test_capture_failure_falls_back_to_eager(tiny_checkpoint):
+    engine = SegmentationEngine(tiny_checkpoint, device="cuda", ss2d_backend="export", cuda_graphs=True)
+    ref = SegmentationEngine(tiny_checkpoint, device="cuda", ss2d_backend="export", cuda_graphs=False)
+    net = engine._network
+
+    def syncing_network(x):          # a host sync is illegal while capturing
+        out = net(x)
+        if torch.cuda.is_current_stream_capturing():
+            out.sum().item()
+        return out
+
+    engine._network = syncing_network
+    img = _image(64, 96, seed=3)
+    with pytest.warns(RuntimeWarning, match="CUDA graph capture failed"):
+        res = engine.infer(img)
+    assert not engine.uses_cuda_graph(1, 64, 96)
+    np.testing.assert_array_equal(res.mask, ref.infer(img).mask)
+    np.testing.assert_array_equal(engine.infer(img).mask, res.mask)
+
+
+@cuda
+@pytest.mark.parametrize("backend", ["export", "reference", "cuda"])
+def test_gpu_backends_agree(tiny_checkpoint, backend):
+    from ecmnet_core.ss2d import available_backends
+
+    status = available_backends().get(backend, "not registered")
+    if status != "ok":
+        pytest.skip(f"SS2D backend {backend}: {status}")
+    base = SegmentationEngine(tiny_checkpoint, device="cuda", ss2d_backend="reference", cuda_graphs=False)
+    other = SegmentationEngine(tiny_checkpoint, device="cuda", ss2d_backend=backend, cuda_graphs=True)
+    img = _image(96, 128, seed=5)
+    x = torch.from_numpy(img).cuda().permute(2, 0, 1)[None]
+    torch.testing.assert_close(other.logits(x), base.logits(x), rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(other.infer(img).mask, base.infer(img).mask)
+    if backend in ("export", "cuda"):        # these must be capturable (reference indexes with a list)
+        assert other.uses_cuda_graph(1, 96, 128)
