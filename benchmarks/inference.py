@@ -60,10 +60,10 @@ def fold_peer(model):
         return model
 
 
-def prepare(model, precision, fold=True, ecmnet=True, channels_last=True):
+def prepare(model, precision, fold=True, ecmnet=True, channels_last=True, shifts=False):
     model = model.eval()
     if fold:
-        model = optimize_for_inference(model) if ecmnet else fold_peer(model)
+        model = optimize_for_inference(model, depthwise_as_shifts=shifts) if ecmnet else fold_peer(model)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.cuda().to(memory_format=fmt).to(PRECISIONS[precision])
     for p in model.parameters():
@@ -243,15 +243,17 @@ def main(argv=None):
         for label, kw, tkw in variants:
             m = prepare(__import__("copy").deepcopy(model), prec, ecmnet=True, **kw)
             r = time_network(m, largest, prec, args.iters, args.warmup, **tkw)
-            print(f"  {label:<48} p50 {r['p50']:.3f}  p99 {r['p99']:.3f}  ({r['mode']})", flush=True)
-        for cl in ([True, False] if args.compile_both_layouts else [True]):
+            print(f"  {label:<58} p50 {r['p50']:.3f}  p99 {r['p99']:.3f}  ({r['mode']})", flush=True)
+        compiled = [(True, False), (True, True)] + ([(False, False)] if args.compile_both_layouts else [])
+        for cl, shifts in compiled:
             try:
-                m = prepare(__import__("copy").deepcopy(model), prec, ecmnet=True, channels_last=cl)
+                m = prepare(__import__("copy").deepcopy(model), prec, ecmnet=True, channels_last=cl, shifts=shifts)
                 t0 = time.perf_counter()
                 cm = torch.compile(m, dynamic=False)
                 r = time_network(cm, largest, prec, args.iters, args.warmup, graphs=True, channels_last=cl)
-                label = f"BN folded, {'channels_last' if cl else 'NCHW'}, torch.compile + CUDA graph"
-                print(f"  {label:<48} p50 {r['p50']:.3f}  p99 {r['p99']:.3f}  "
+                label = (f"folded, {'channels_last' if cl else 'NCHW'}, "
+                         f"{'depthwise as shifts, ' if shifts else ''}torch.compile + graph")
+                print(f"  {label:<58} p50 {r['p50']:.3f}  p99 {r['p99']:.3f}  "
                       f"({r['mode']}; compile+warm-up {time.perf_counter() - t0:.0f} s)", flush=True)
             except Exception as exc:  # noqa: BLE001
                 print(f"  torch.compile failed: {type(exc).__name__}: {str(exc)[:200]}")

@@ -71,6 +71,91 @@ class _ChannelsLastShuffle(nn.Module):
         return y.permute(0, 3, 1, 2)
 
 
+class _PooledDualDirectionAttention(nn.Module):
+    """DualDirectionAttention with its 1x1 q/k/v projections moved after the axis means.
+
+    The projections are linear and bias-free, so mean(W x) == W mean(x): the same
+    function without two full-resolution convolutions and four full-resolution
+    reductions per EDAB (the projections now run on H- and W-long vectors).
+    """
+
+    def __init__(self, dda: nn.Module):
+        super().__init__()
+        self.qk, self.v = dda.qk, dda.v
+        self.scale, self.inner = dda.scale, dda.inner
+
+    def _axis(self, q, k, v):
+        from .layers import DualDirectionAttention
+
+        return DualDirectionAttention._axis(self, q, k, v)
+
+    def _gate(self, pooled):
+        q, k = self.qk(pooled).flatten(2).split(self.inner, dim=1)
+        return self._axis(q, k, self.v(pooled).flatten(2))
+
+    def forward(self, x):
+        gate_h = self._gate(x.mean(3, keepdim=True))      # B, C, H
+        gate_w = self._gate(x.mean(2, keepdim=True))      # B, C, W
+        return x * torch.sigmoid(gate_h.unsqueeze(3) + gate_w.unsqueeze(2))
+
+
+class _ShiftedDepthwiseConv(nn.Module):
+    """Depthwise 'same' convolution written as a sum of shifted, per-channel-scaled input copies.
+
+    The same sums; in eager mode it is slower, but torch.compile turns it into one
+    pointwise kernel fused with its neighbours (BN-folded bias, PReLU, adds), where
+    cuDNN's grouped kernels are slow for fp16 channels_last.
+    """
+
+    def __init__(self, conv: nn.Conv2d):
+        super().__init__()
+        self.weight, self.bias = conv.weight, conv.bias
+        self.kernel_size, self.padding, self.dilation = conv.kernel_size, conv.padding, conv.dilation
+
+    def forward(self, x):
+        (kh, kw), (ph, pw), (dh, dw) = self.kernel_size, self.padding, self.dilation
+        h, w = x.shape[-2:]
+        xp = F.pad(x, (pw, pw, ph, ph))
+        out = None
+        for i in range(kh):
+            for j in range(kw):
+                tap = xp[:, :, i * dh:i * dh + h, j * dw:j * dw + w] * self.weight[:, 0, i, j].view(1, -1, 1, 1)
+                out = tap if out is None else out + tap
+        if self.bias is not None:
+            out = out + self.bias.view(1, -1, 1, 1)
+        return out
+
+
+def _is_same_depthwise(conv) -> bool:
+    return (type(conv) is nn.Conv2d and conv.groups == conv.in_channels == conv.out_channels
+            and conv.stride == (1, 1) and conv.padding_mode == "zeros"
+            and all(p == d * (k - 1) // 2 and k % 2 == 1
+                    for k, p, d in zip(conv.kernel_size, conv.padding, conv.dilation)))
+
+
+def merge_parallel_depthwise(convs) -> Optional[nn.Conv2d]:
+    """Sum of bias-free, centred, same-group depthwise convs of one input == one conv with the
+    kernels zero-padded to the largest size and added (MSAU's 3x3 + 5x5 + 7x7). None if not mergeable."""
+    convs = list(convs)
+    if len(convs) < 2 or any(type(c) is not nn.Conv2d or c.bias is not None or c.stride != (1, 1)
+                             or c.dilation != (1, 1) or c.groups != convs[0].groups
+                             or c.in_channels != convs[0].in_channels or c.out_channels != convs[0].out_channels
+                             or c.padding != (c.kernel_size[0] // 2, c.kernel_size[1] // 2)
+                             or c.kernel_size[0] % 2 == 0 or c.kernel_size[1] % 2 == 0 for c in convs):
+        return None
+    kh = max(c.kernel_size[0] for c in convs)
+    kw = max(c.kernel_size[1] for c in convs)
+    first = convs[0]
+    merged = nn.Conv2d(first.in_channels, first.out_channels, (kh, kw), padding=(kh // 2, kw // 2),
+                       groups=first.groups, bias=False).to(first.weight.device, first.weight.dtype)
+    weight = torch.zeros_like(merged.weight)
+    for c in convs:
+        ph, pw = (kh - c.kernel_size[0]) // 2, (kw - c.kernel_size[1]) // 2
+        weight[:, :, ph:ph + c.kernel_size[0], pw:pw + c.kernel_size[1]] += c.weight.detach()
+    merged.weight.data.copy_(weight)
+    return merged
+
+
 def _fuse(conv: nn.Module, bn: nn.BatchNorm2d) -> nn.Module:
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
@@ -109,16 +194,35 @@ def fold_batchnorm(model: nn.Module) -> int:
     return folded
 
 
-def optimize_for_inference(model: nn.Module, fold_bn: bool = True) -> nn.Module:
-    """Equivalent-math rewrites of an eval-mode model copy (BN folding, channels_last shuffle)."""
-    from .layers import ChannelShuffle
+def optimize_for_inference(model: nn.Module, fold_bn: bool = True, depthwise_as_shifts: bool = False) -> nn.Module:
+    """Equivalent-math rewrites of an eval-mode model copy, in place.
+
+    BN folding, channels_last-preserving channel shuffle, dual-direction attention
+    with its projections applied after pooling, and MSAU's three parallel depthwise
+    convolutions merged into one 7x7 (see the helpers above). `depthwise_as_shifts`
+    rewrites depthwise convolutions for torch.compile (see _ShiftedDepthwiseConv).
+    """
+    from .layers import ChannelShuffle, DualDirectionAttention
+    from .msau import MSAU
 
     if fold_bn:
         fold_batchnorm(model)
     for module in list(model.modules()):
+        if type(module) is MSAU:
+            merged = merge_parallel_depthwise(module.dw)
+            if merged is not None:          # forward sums over the list: one conv instead of three
+                module.dw = nn.ModuleList([merged])
         for name, child in list(module._modules.items()):
             if type(child) is ChannelShuffle:
                 module._modules[name] = _ChannelsLastShuffle(child.groups)
+            elif (type(child) is DualDirectionAttention and child.qk.bias is None and child.v.bias is None
+                  and child.qk.kernel_size == (1, 1) and child.v.kernel_size == (1, 1)):
+                module._modules[name] = _PooledDualDirectionAttention(child)
+    if depthwise_as_shifts:
+        for module in list(model.modules()):
+            for name, child in list(module._modules.items()):
+                if _is_same_depthwise(child):
+                    module._modules[name] = _ShiftedDepthwiseConv(child)
     return model
 
 
@@ -202,13 +306,15 @@ class SegmentationEngine:
     channels_last: run the network in NHWC memory layout (default; the 1x1 convolutions that
         dominate prefer it) or plain NCHW (faster cuDNN/native depthwise kernels on some GPUs).
     cudnn_benchmark: let cuDNN autotune convolutions per shape (process-wide flag; CUDA only).
+    depthwise_as_shifts: write depthwise convolutions as shifted multiply-adds, which only
+        pays together with compile=True (see docs/benchmarks/inference.md).
     """
 
     def __init__(self, weights=None, device: str = "auto", ss2d_backend: str = "auto",
                  precision: str = "fp32", input_size: Optional[Sequence[int]] = None, *,
                  runtime: str = "auto", cuda_graphs: bool = True, compile: bool = False,
                  fold_bn: bool = True, channels_last: bool = True, cudnn_benchmark: bool = True,
-                 cache_dir=None):
+                 depthwise_as_shifts: bool = False, cache_dir=None):
         if runtime == "auto" and ss2d_backend in ("onnxruntime", "tensorrt"):
             runtime, ss2d_backend = ss2d_backend, "export"     # ROS param `backend: tensorrt`
         if runtime not in RUNTIMES:
@@ -244,13 +350,13 @@ class SegmentationEngine:
             from .ss2d.auto import pick_auto
             backend = pick_auto(str(self.device))
         model, meta = load_model(weights, ss2d_backend=backend)
-        self._setup_torch(model, meta, fold_bn, compile, cuda_graphs)
+        self._setup_torch(model, meta, fold_bn, compile, cuda_graphs, depthwise_as_shifts)
 
     @classmethod
     def from_model(cls, model: nn.Module, metadata: dict, device: str = "auto", precision: str = "fp32",
                    input_size: Optional[Sequence[int]] = None, *, cuda_graphs: bool = True,
                    compile: bool = False, fold_bn: bool = True, channels_last: bool = True,
-                   cudnn_benchmark: bool = True) -> "SegmentationEngine":
+                   cudnn_benchmark: bool = True, depthwise_as_shifts: bool = False) -> "SegmentationEngine":
         """Wrap an in-memory model (a copy is optimised; the caller's model is untouched).
 
         metadata needs classes, colors, mean, std (see checkpoint.make_metadata).
@@ -260,7 +366,8 @@ class SegmentationEngine:
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if cudnn_benchmark and self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
-        self._setup_torch(copy.deepcopy(model).eval(), metadata, fold_bn, compile, cuda_graphs)
+        self._setup_torch(copy.deepcopy(model).eval(), metadata, fold_bn, compile, cuda_graphs,
+                          depthwise_as_shifts)
         return self
 
     # -- construction helpers
@@ -283,11 +390,11 @@ class SegmentationEngine:
                 raise ValueError(f"input_size must be (H, W) with both >= 16, got {input_size}")
         self.input_size = input_size
 
-    def _setup_torch(self, model, meta, fold_bn, compile_, cuda_graphs):
+    def _setup_torch(self, model, meta, fold_bn, compile_, cuda_graphs, depthwise_as_shifts=False):
         self.metadata = meta
         model = model.eval()
-        if fold_bn or self.device.type == "cuda":
-            model = optimize_for_inference(model, fold_bn=fold_bn)
+        if fold_bn or depthwise_as_shifts or self.device.type == "cuda":
+            model = optimize_for_inference(model, fold_bn=fold_bn, depthwise_as_shifts=depthwise_as_shifts)
         model = model.to(self.device, memory_format=self.memory_format)
         if self.dtype != torch.float32:
             model = model.to(self.dtype)

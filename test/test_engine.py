@@ -75,6 +75,8 @@ def test_fold_batchnorm_is_equivalent(tiny_checkpoint):
         opt = optimize_for_inference(copy.deepcopy(model))
         got = opt(x)
     assert fold_batchnorm(copy.deepcopy(model)) >= 40
+    assert all(len(m.dw) == 1 for m in opt.msau)                    # 3x3 + 5x5 + 7x7 merged
+    assert type(opt.enc1[0].atrous[2]).__name__ == "_PooledDualDirectionAttention"
     assert not any(isinstance(m, torch.nn.BatchNorm2d) and type(p).__name__ == "ConvBNAct"
                    for p in opt.modules() for m in p.children())
     torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
@@ -178,3 +180,18 @@ def test_gpu_backends_agree(tiny_checkpoint, backend):
     np.testing.assert_array_equal(other.infer(img).mask, base.infer(img).mask)
     if backend in ("export", "cuda"):        # these must be capturable (reference indexes with a list)
         assert other.uses_cuda_graph(1, 96, 128)
+
+
+def test_depthwise_as_shifts_is_the_same_convolution():
+    from ecmnet_core.engine import _ShiftedDepthwiseConv, _is_same_depthwise
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 6, 13, 17)
+    for kernel, dilation in [((3, 1), (4, 1)), ((1, 3), (1, 8)), ((7, 7), (1, 1)), ((3, 3), (2, 2))]:
+        padding = tuple(d * (k - 1) // 2 for k, d in zip(kernel, dilation))
+        conv = torch.nn.Conv2d(6, 6, kernel, padding=padding, dilation=dilation, groups=6, bias=True)
+        assert _is_same_depthwise(conv)
+        with torch.no_grad():
+            torch.testing.assert_close(_ShiftedDepthwiseConv(conv)(x), conv(x), rtol=1e-5, atol=1e-5)
+    assert not _is_same_depthwise(torch.nn.Conv2d(6, 6, 3, stride=2, padding=1, groups=6))
+    assert not _is_same_depthwise(torch.nn.Conv2d(6, 12, 3, padding=1, groups=6))

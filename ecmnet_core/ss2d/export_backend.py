@@ -55,13 +55,22 @@ def _pair_sequences_k(t: torch.Tensor, rows: bool) -> torch.Tensor:
     return torch.stack([t[:, k0].permute(*perm), t[:, k1].permute(*perm).flip(-1)], dim=1)
 
 
+def _chunk_size(length: int) -> int:
+    """~sqrt(length); a divisor of length near it when there is one (no padding copies)."""
+    root = math.sqrt(length)
+    divisors = [d for d in range(1, length + 1) if length % d == 0 and root / 2 <= d <= 2 * root]
+    if divisors:
+        return min(divisors, key=lambda d: (abs(d - root), d))
+    return max(1, math.ceil(root))
+
+
 def _chunked_scan(dA: torch.Tensor, dBu: torch.Tensor) -> torch.Tensor:
     """Inclusive linear recurrence h_t = dA_t * h_{t-1} + dBu_t along axis -2 (length L).
 
     dA, dBu: (..., L, N) fp32. Returns h with the same shape.
     """
-    length = dA.shape[-2]
-    c = max(1, math.ceil(math.sqrt(length)))
+    length = int(dA.shape[-2])
+    c = _chunk_size(length)
     m = math.ceil(length / c)
     pad = m * c - length
     if pad:
