@@ -139,3 +139,20 @@ def test_train_cli_resume_auto_and_overrides(tmp_path, capsys):
     assert meta["train_config"]["optim"]["lr"] == 0.005 and meta["epoch"] == 2
     assert train_main(["--config", str(cfg), "--set", "optim.lrr=1"]) == 2
     assert "unknown config key 'optim.lrr'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["train_camvid", "train_cityscapes", "train_custom_template"])
+def test_shipped_recipes_validate(name):
+    from training.config import load_config
+    from training.datasets import load_classes_yaml
+    cfg = load_config(REPO / "config" / f"{name}.yaml", ["train.epochs=2"])
+    assert cfg["train"]["epochs"] == 2 and cfg["loss"]["class_weights"] == "enet"
+    if name == "train_cityscapes":
+        assert cfg["optim"] == {**cfg["optim"], "name": "sgd", "lr": 0.045, "momentum": 0.9, "weight_decay": 1e-4}
+        assert cfg["train"]["batch_size"] == 6 and cfg["train"]["crop_size"] == [1024, 1024]
+    if name == "train_camvid":
+        assert cfg["optim"]["name"] == "adam" and cfg["optim"]["lr"] == 1e-3 and cfg["optim"]["weight_decay"] == 2e-4
+        assert cfg["train"]["batch_size"] == 8 and cfg["train"]["epochs"] == 2
+    if name == "train_custom_template":
+        info = load_classes_yaml(REPO / cfg["dataset"]["classes"])
+        assert info.num_classes == 8 and info.source_ignore == 255

@@ -36,8 +36,8 @@ DEFAULTS: Dict[str, Any] = {
         "scale_range": [0.5, 2.0],
         "hflip": True,
         "color_jitter": 0.0,           # 0 = off; e.g. 0.3 = brightness/contrast/saturation +-30 %
-        "amp": "bf16",                 # bf16 | fp16 | none (only used on CUDA)
-        "channels_last": True,
+        "amp": "none",                 # bf16 | fp16 | none (only used on CUDA; see docs/training.md)
+        "channels_last": False,
         "compile": False,
         "sync_bn": False,
         "seed": 0,
@@ -48,7 +48,7 @@ DEFAULTS: Dict[str, Any] = {
         "deterministic": False,        # cudnn deterministic (slower; for exact GPU resume)
     },
     "optim": {"name": "adam", "lr": 1.0e-3, "weight_decay": 2.0e-4, "momentum": 0.9, "nesterov": False,
-              "betas": [0.9, 0.999]},
+              "betas": [0.9, 0.999], "fused": "auto"},     # fused: auto = single-kernel step on CUDA
     "schedule": {"name": "poly", "power": 0.9, "warmup_epochs": 5, "warmup_factor": 0.1},
     "loss": {"class_weights": "enet", "enet_c": 1.02},   # enet | none | [w0, w1, ...]
     "eval": {"batch_size": 4, "scales": [1.0], "flip": False},

@@ -36,6 +36,8 @@ def run(sync_bn: bool, per_rank: int = 2, num_classes: int = 5, atol: float = 1e
         device_pref: str = "auto") -> int:
     info, device = init_from_env(device_pref)
     world = info.world_size
+    torch.backends.cudnn.allow_tf32 = False          # compare fp32 math, not TF32 rounding
+    torch.backends.cuda.matmul.allow_tf32 = False
     torch.manual_seed(0)
     base = ECMNet(num_classes=num_classes, ss2d_backend="reference").to(device)
     weights = torch.linspace(0.5, 2.0, num_classes, device=device)

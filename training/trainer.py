@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -55,13 +56,18 @@ def poly_lambda(total_iters: int, warmup_iters: int, warmup_factor: float, power
     return factor
 
 
-def build_optimizer(params, ocfg: dict) -> torch.optim.Optimizer:
+def build_optimizer(params, ocfg: dict, device: torch.device = torch.device("cpu")) -> torch.optim.Optimizer:
+    """`optim.fused: auto` uses the single-kernel CUDA implementation on GPU (the model has ~400
+    small parameter tensors, so a per-tensor optimizer step is mostly launch overhead)."""
     name, lr, wd = ocfg["name"], float(ocfg["lr"]), float(ocfg["weight_decay"])
+    fused = ocfg.get("fused", "auto")
+    fused = device.type == "cuda" if fused == "auto" else bool(fused)
+    extra = {"fused": True} if fused else {}
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=float(ocfg["momentum"]), weight_decay=wd,
-                               nesterov=bool(ocfg["nesterov"]))
+                               nesterov=bool(ocfg["nesterov"]), **extra)
     cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
-    return cls(params, lr=lr, weight_decay=wd, betas=tuple(float(b) for b in ocfg["betas"]))
+    return cls(params, lr=lr, weight_decay=wd, betas=tuple(float(b) for b in ocfg["betas"]), **extra)
 
 
 def pixel_weights(weights, num_classes: int, device) -> torch.Tensor:
@@ -96,6 +102,12 @@ class _IndexBatches:
     def __len__(self):
         n = len(self.sampler)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+
+def _commit() -> str:
+    """$ECMNET_GIT_COMMIT (for copies of the tree without .git, e.g. the GPU device), else git."""
+    c = os.environ.get("ECMNET_GIT_COMMIT") or git_commit()
+    return c if re.fullmatch(r"[0-9a-f]{7,40}", c or "") else "unknown"
 
 
 class Trainer:
@@ -238,7 +250,7 @@ class Trainer:
         self.pixel_weight = pixel_weights(self.weight_t, self.info.num_classes, self.device)
         if weights:
             self.log("class weights: " + ", ".join(f"{n}={w:.2f}" for n, w in zip(self.info.classes, weights)))
-        self.optimizer = build_optimizer(model.parameters(), self.cfg["optim"])
+        self.optimizer = build_optimizer(model.parameters(), self.cfg["optim"], self.device)
         s = self.cfg["schedule"]
         self.iters_per_epoch = len(self.train_batches)
         self.total_iters = self.iters_per_epoch * int(t["epochs"])
@@ -353,7 +365,7 @@ class Trainer:
             val_per_class_iou=None if val is None else val["per_class_iou"],
             best_val_miou=self.best_miou if self.best_miou >= 0 else None,
             class_weights=self.class_weights, global_step=self.global_step,
-            git_commit=os.environ.get("ECMNET_GIT_COMMIT") or git_commit())
+            git_commit=_commit())
 
     def save(self, name: str, epoch: int, val: Optional[Dict], with_state: bool) -> Path:
         return save_checkpoint(self.out / name, self.model_raw, self.metadata(epoch, val),
