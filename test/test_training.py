@@ -32,7 +32,10 @@ def _isolated_cache(tmp_path, monkeypatch):
 def test_few_iterations_reduce_loss_and_write_checkpoints(layout, tmp_path):
     root = FIXTURES[layout](tmp_path / layout)
     cfg = tiny_config(layout, root, tmp_path / "run", epochs=4, val_every=2)
+    if layout == "cityscapes":              # large-dataset path: DataLoader streaming instead of preloading
+        cfg["dataset"]["preload"] = "none"
     trainer = Trainer(cfg, tmp_path / "run", DistInfo(), CPU)
+    assert trainer.preload == ("none" if layout == "cityscapes" else "cpu")
     result = trainer.fit()
     losses = [h["train_loss"] for h in result["history"]]
     assert losses[-1] < 0.9 * losses[0], losses
@@ -94,7 +97,9 @@ def test_ddp_gloo_gradients_equal_single_process():
     proc = _torchrun(["-m", "training.ddp_check", "--device", "cpu"])
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
-    assert "world 2, backend gloo" in out and "MATCH" in out
+    assert "world 2, backend gloo" in out and "-> MATCH" in out
+    naive = _torchrun(["-m", "training.ddp_check", "--device", "cpu", "--naive-loss"])
+    assert naive.returncode == 1 and "MISMATCH" in naive.stdout, (naive.stdout + naive.stderr)[-3000:]
 
 
 def test_ddp_gloo_training_and_cli_eval(tmp_path):
@@ -156,3 +161,18 @@ def test_shipped_recipes_validate(name):
     if name == "train_custom_template":
         info = load_classes_yaml(REPO / cfg["dataset"]["classes"])
         assert info.num_classes == 8 and info.source_ignore == 255
+
+
+def test_worker_side_data_error_is_one_line(tmp_path, capsys):
+    from test_training_fixtures import write_png
+    import numpy as np
+    root = make_custom(tmp_path / "road")
+    write_png(root / "images" / "train" / "scene_003.jpg", np.zeros((20, 20, 3), np.uint8))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"dataset: {{layout: custom, root: '{root}', workers: 1, preload: none}}\n"
+                   "model: {ss2d_backend: reference}\n"
+                   "train: {epochs: 1, batch_size: 2, crop_size: [32, 32], progress: 'off'}\n")
+    assert train_main(["--config", str(cfg), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: image and mask sizes differ for") and "scene_003" in err[-1]
+    assert not any("Traceback" in line for line in err)

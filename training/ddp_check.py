@@ -33,7 +33,7 @@ def make_batch(n: int, num_classes: int, size=(32, 48), seed: int = 0):
 
 
 def run(sync_bn: bool, per_rank: int = 2, num_classes: int = 5, atol: float = 1e-5, rtol: float = 1e-3,
-        device_pref: str = "auto") -> int:
+        device_pref: str = "auto", naive_loss: bool = False) -> int:
     info, device = init_from_env(device_pref)
     world = info.world_size
     torch.backends.cudnn.allow_tf32 = False          # compare fp32 math, not TF32 rounding
@@ -56,7 +56,10 @@ def run(sync_bn: bool, per_rank: int = 2, num_classes: int = 5, atol: float = 1e
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 m.eval()
     shard = slice(info.rank * per_rank, (info.rank + 1) * per_rank)
-    loss = global_weighted_ce(ddp(x[shard]), y[shard], weights, pw, world)
+    if naive_loss:   # per-rank weighted mean: what the check must catch (differs from the global batch)
+        loss = nn.functional.cross_entropy(ddp(x[shard]).float(), y[shard], weight=weights, ignore_index=255)
+    else:
+        loss = global_weighted_ce(ddp(x[shard]), y[shard], weights, pw, world)
     loss.backward()
     grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
     ok = True
@@ -100,8 +103,9 @@ def main(argv=None) -> int:
     p.add_argument("--atol", type=float, default=1e-5)
     p.add_argument("--rtol", type=float, default=1e-3)
     p.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
+    p.add_argument("--naive-loss", action="store_true", help="negative control: per-rank mean loss (must MISMATCH)")
     a = p.parse_args(argv)
-    return run(a.sync_bn, a.per_rank, atol=a.atol, rtol=a.rtol, device_pref=a.device)
+    return run(a.sync_bn, a.per_rank, atol=a.atol, rtol=a.rtol, device_pref=a.device, naive_loss=a.naive_loss)
 
 
 if __name__ == "__main__":
