@@ -104,6 +104,17 @@ class _IndexBatches:
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
 
+def _flat_diff(a: dict, b: dict, prefix: str = "") -> dict:
+    out = {}
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out.update(_flat_diff(va, vb, f"{prefix}{k}."))
+        elif va != vb:
+            out[f"{prefix}{k}"] = (va, vb)
+    return out
+
+
 def _commit() -> str:
     """$ECMNET_GIT_COMMIT (for copies of the tree without .git, e.g. the GPU device), else git."""
     c = os.environ.get("ECMNET_GIT_COMMIT") or git_commit()
@@ -281,6 +292,16 @@ class Trainer:
         self.scaler.load_state_dict(ts["scaler"])
         if ts.get("world_size", 1) == self.dist.world_size:
             rng.restore(ts["rng"])
+        stored = blob["metadata"].get("train_config") or {}
+        changed = [f"{k}: {a!r} -> {b!r}" for k, (a, b) in _flat_diff(stored, self.cfg).items()
+                   if not k.startswith(("output.", "dataset.root", "dataset.workers", "train.max_minutes",
+                                        "train.progress"))]
+        if changed:
+            self.log("note: resuming with a recipe that differs from the checkpoint's (optimizer and LR-schedule "
+                     "state still come from the checkpoint): " + "; ".join(changed))
+        if ts.get("world_size", 1) * int(stored.get("train", {}).get("batch_size", 0) or 0) not in \
+                (0, self.dist.world_size * int(self.cfg["train"]["batch_size"])):
+            self.log("note: the global batch size changed since the checkpoint; the LR schedule continues by step")
         self.start_epoch, self.global_step = int(ts["epoch"]), int(ts["global_step"])
         self.best_miou = float(ts["best_miou"])
         self.log(f"resumed from {path}: epoch {self.start_epoch}, step {self.global_step}, "
