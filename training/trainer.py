@@ -27,7 +27,7 @@ from ecmnet_core.model import ECMNet
 from ecmnet_core.palettes import IMAGENET_MEAN, IMAGENET_STD
 
 from . import rng
-from .augment import random_scale_crop_flip, to_model_input
+from .augment import draw_params, random_scale_crop_flip, to_model_input
 from .class_weights import class_counts, enet_weights
 from .datasets import IGNORE, DatasetError, build_dataset
 from .distributed import DistInfo, all_reduce_sum, broadcast_flag
@@ -198,14 +198,17 @@ class Trainer:
         self.input_size = [int(v) for v in input_size]
 
     def _train_iter(self):
-        for batch in self.train_batches:
-            if self.train_tensors is not None:
-                imgs, labs = self.train_tensors
-                idx = batch.to(imgs.device)
+        if self.train_tensors is not None:
+            imgs, labs = self.train_tensors
+            # the epoch's whole sample order goes to the device once; per step only device-side slicing
+            order = torch.tensor(list(self.train_sampler), device=imgs.device)
+            bs = self.train_batches.batch_size
+            for i in range(len(self.train_batches)):
+                idx = order[i * bs:(i + 1) * bs]
                 yield imgs.index_select(0, idx).to(self.device, non_blocking=True), \
                     labs.index_select(0, idx).to(self.device, non_blocking=True)
-            else:
-                img, lab = batch
+        else:
+            for img, lab in self.train_batches:
                 yield img.to(self.device, non_blocking=True), lab.to(self.device, non_blocking=True)
 
     def _val_iter(self):
@@ -316,6 +319,8 @@ class Trainer:
         self.model.train()
         self.train_sampler.set_epoch(epoch)
         gen = torch.Generator().manual_seed((int(t["seed"]) * 1_000_003 + epoch) * 1009 + self.dist.rank)
+        bs = int(t["batch_size"])
+        aug = draw_params(self.iters_per_epoch * bs, gen).to(self.device, torch.float32)   # one copy per epoch
         losses = []
         n_img = 0
         bar = None
@@ -326,9 +331,9 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.time()
-        for img, lab in self._train_iter():
+        for k, (img, lab) in enumerate(self._train_iter()):
             x01, y = random_scale_crop_flip(img, lab, t["crop_size"], t["scale_range"], bool(t["hflip"]),
-                                            float(t["color_jitter"]), gen)
+                                            float(t["color_jitter"]), u=aug[:, k * bs:(k + 1) * bs])
             x = to_model_input(x01, self.mean, self.std, self.channels_last)
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
                 logits = self.model(x)
