@@ -102,13 +102,26 @@ def run_echo():
 
 
 # ---------------------------------------------------------------- DDS round trips
-def round_trips(harness, size, frames, warmup, timeout):
+def round_trips(harness, size, frames, warmup, timeout, role):
+    from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import Image
 
     from ecmnet_ros.testing import Probe, image_msg
 
     probe = Probe(harness, f"bench_probe_{size[0]}x{size[1]}_{time.monotonic_ns()}", depth=5)
     probe.watch("/bench/segmentation/mask", Image)
+    latest = [{}]
+
+    def on_diag(_, arr):
+        for st in arr.status:
+            if st.name.endswith("/bench/image_raw"):
+                latest[0] = {kv.key: kv.value for kv in st.values}      # swapped atomically
+    probe.watch("/diagnostics", DiagnosticArray, on_message=on_diag)
+    processed_before = 0
+    if role == "node":
+        if not probe.wait_for(lambda: "frames_processed" in latest[0], timeout):
+            raise RuntimeError("no /diagnostics from the node")
+        processed_before = int(latest[0]["frames_processed"])
     pub = probe.publisher("/bench/image_raw", Image)
     if not probe.wait_matched("/bench/image_raw", timeout):
         raise RuntimeError("the node/echo process never subscribed to /bench/image_raw")
@@ -127,8 +140,18 @@ def round_trips(harness, size, frames, warmup, timeout):
         if i >= warmup:
             times.append(time.perf_counter() - t0)
         probe.received["/bench/segmentation/mask"].clear()
+    result = stats_ms(times)
+    if role == "node":
+        # the node's own view of the same frames (its latency window holds exactly the last
+        # `frames` samples): model time and receive -> publish time inside the node process
+        target = processed_before + warmup + frames
+        if probe.wait_for(lambda: int(latest[0].get("frames_processed", "0")) >= target, timeout):
+            diag = latest[0]
+            result["node_inference_p50"] = float(diag["inference_p50_ms"])
+            result["node_internal_p50"] = float(diag["latency_p50_ms"])
+            result["node_internal_p99"] = float(diag["latency_p99_ms"])
     harness.remove(probe.node)
-    return stats_ms(times)
+    return result
 
 
 def spawn(cmd, env):
@@ -157,7 +180,8 @@ def main(argv=None):
     p.add_argument("--backend", default="auto")
     p.add_argument("--precision", default="fp32")
     p.add_argument("--resolution", default="native", help="node resolution parameter (default native)")
-    p.add_argument("--only", choices=("all", "engine"), default="all")
+    p.add_argument("--only", choices=("all", "engine", "dds"), default="all",
+                   help="engine: skip DDS rows; dds: only the echo + node rows")
     p.add_argument("--timeout", type=float, default=180.0)
     p.add_argument("--json", type=Path, default=None, help="also write results as JSON here")
     p.add_argument("--echo", action="store_true", help=argparse.SUPPRESS)
@@ -168,7 +192,7 @@ def main(argv=None):
     import torch
     sizes = parse_sizes(args.sizes)
     on_cuda = args.device.startswith("cuda") or (args.device == "auto" and torch.cuda.is_available())
-    frames = args.frames or (30 if on_cuda else 8)
+    frames = max(10, args.frames or (30 if on_cuda else 10))     # >= the node's minimum latency_window
     tmp = tempfile.TemporaryDirectory()
     if args.weights is None:
         from ecmnet_ros.testing import make_tiny_checkpoint
@@ -184,12 +208,18 @@ def main(argv=None):
     results = {"date": date, "device": dev, "weights": weights_label, "resolution": args.resolution,
                "precision": args.precision, "frames": frames, "sizes": {}}
     for size in sizes:
+        results["sizes"][f"{size[0]}x{size[1]}"] = {}
+        if args.only == "dds":
+            continue
         eng, engine_device = bench_engine(args, size, frames)
         results["sizes"][f"{size[0]}x{size[1]}"] = {"engine": eng}
         print(f"engine {size[0]}x{size[1]}: p50 {eng['p50']:.2f} ms  p99 {eng['p99']:.2f} ms  ({engine_device})",
               flush=True)
     ros_error = None
-    if args.only == "all":
+    transport = os.environ.get("FASTDDS_BUILTIN_TRANSPORTS", "DEFAULT")
+    results["fastdds_builtin_transports"] = transport
+    print(f"rmw: {os.environ.get('RMW_IMPLEMENTATION', 'default')}, FASTDDS_BUILTIN_TRANSPORTS={transport}")
+    if args.only != "engine":
         try:
             import rclpy  # noqa: F401
         except Exception as exc:  # noqa: BLE001
@@ -212,13 +242,17 @@ def main(argv=None):
                            "-p", f"backend:={args.backend}", "-p", f"precision:={args.precision}",
                            "-p", f"resolution:={args.resolution}", "-p", "input_topics:=[/bench/image_raw]",
                            "-p", "qos_reliability:=reliable", "-p", "camera_info_passthrough:=false",
-                           "-p", "publish_color:=true"]
+                           "-p", "publish_color:=true", "-p", f"latency_window:={frames}",
+                           "-p", "diagnostics_period:=0.2"]
                 proc = spawn(cmd, env)
                 try:
                     for size in sizes:
-                        rt = round_trips(harness, size, frames, args.warmup, args.timeout)
+                        rt = round_trips(harness, size, frames, args.warmup, args.timeout, role)
                         results["sizes"][f"{size[0]}x{size[1]}"][role] = rt
-                        print(f"{role} {size[0]}x{size[1]}: p50 {rt['p50']:.2f} ms  p99 {rt['p99']:.2f} ms", flush=True)
+                        extra = (f"  (inside the node: inference p50 {rt['node_inference_p50']:.2f} ms, receive->publish "
+                                 f"p50 {rt['node_internal_p50']:.2f} / p99 {rt['node_internal_p99']:.2f} ms)"
+                                 if "node_inference_p50" in rt else "")
+                        print(f"{role} {size[0]}x{size[1]}: p50 {rt['p50']:.2f} ms  p99 {rt['p99']:.2f} ms{extra}", flush=True)
                 except Exception as exc:  # noqa: BLE001 - report and keep the engine numbers
                     out = stop(proc)
                     print(f"{role} failed: {exc}\n{out[-3000:]}", flush=True)
@@ -228,13 +262,17 @@ def main(argv=None):
     else:
         results["dds"] = ros_error
         print(f"DDS rows not measured: {ros_error}")
-    print("\n| image | engine p50 / p99 [ms] | DDS echo p50 / p99 [ms] | node p50 / p99 [ms] | node - engine p50 [ms] |")
-    print("|---|---|---|---|---|")
+    print("\n| image | engine p50 / p99 [ms] | DDS echo round trip p50 / p99 [ms] | node round trip p50 / p99 [ms] "
+          "| in node: inference p50 [ms] | in node: receive->publish p50 [ms] | round trip - in-node inference p50 [ms] |")
+    print("|---|---|---|---|---|---|---|")
     for name, r in results["sizes"].items():
         def cell(key):
             return f"{r[key]['p50']:.1f} / {r[key]['p99']:.1f}" if key in r else "n/a"
-        over = f"{r['node']['p50'] - r['engine']['p50']:.1f}" if "node" in r else "n/a"
-        print(f"| {name} | {cell('engine')} | {cell('echo')} | {cell('node')} | {over} |")
+        node = r.get("node", {})
+        inf = f"{node['node_inference_p50']:.1f}" if "node_inference_p50" in node else "n/a"
+        internal = f"{node['node_internal_p50']:.1f}" if "node_internal_p50" in node else "n/a"
+        over = f"{node['p50'] - node['node_inference_p50']:.1f}" if "node_inference_p50" in node else "n/a"
+        print(f"| {name} | {cell('engine')} | {cell('echo')} | {cell('node')} | {inf} | {internal} | {over} |")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2) + "\n")

@@ -192,9 +192,7 @@ def main(argv=None):
         args.out.mkdir(parents=True, exist_ok=True)
         cams = {t: camera_topics(t) for t in args.topic}
         rows, matched = [], 0
-        t_warm = time.perf_counter()
-        engine.infer(np.zeros((64, 64, 3), np.uint8))
-        warmup_ms = (time.perf_counter() - t_warm) * 1000
+        warmup_ms, warmed = 0.0, set()      # first frame of each size runs once untimed (allocation, graphs)
         writer_cm = None if args.no_bag else bagio.bag_writer(args.out / "masks", args.out_format)
         writer, ts = writer_cm.__enter__() if writer_cm else (None, None)
         try:
@@ -223,8 +221,15 @@ def main(argv=None):
                     rows.append(row)
                     print(f"warning: frame {index} on {topic} skipped: {exc}", file=sys.stderr)
                     continue
+                rgb = np.ascontiguousarray(rgb)
+                if rgb.shape not in warmed:
+                    t_warm = time.perf_counter()
+                    engine.infer(rgb, color=writer is not None)
+                    warmup_ms += (time.perf_counter() - t_warm) * 1000
+                    warmed.add(rgb.shape)
+                    t0 += time.perf_counter() - t_warm
                 t1 = time.perf_counter()
-                res = engine.infer(np.ascontiguousarray(rgb), color=writer is not None)
+                res = engine.infer(rgb, color=writer is not None)
                 t2 = time.perf_counter()
                 row.update(decode_ms=round((t1 - t0) * 1000, 3), inference_ms=round((t2 - t1) * 1000, 3),
                            total_ms=round((t2 - t0) * 1000, 3))
