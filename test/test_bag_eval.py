@@ -13,10 +13,10 @@ import pytest
 pytest.importorskip("rosbags")
 from rosbags.highlevel import AnyReader  # noqa: E402
 
-from ecmnet_core.engine import SegmentationEngine  # noqa: E402
 from ecmnet_ros import bag_eval, make_bag  # noqa: E402
 from ecmnet_ros.bagio import typestore  # noqa: E402
 from ecmnet_ros.conversions import image_to_numpy  # noqa: E402
+from ecmnet_ros.engine_setup import build_engine  # noqa: E402
 
 
 def val_files(camvid_root, n):
@@ -65,7 +65,7 @@ def test_mcap_round_trip_with_gt_topic(tmp_path, camvid_root, tiny_checkpoint, c
     assert len(masks) == len(colors) == 3
     assert [m.header.stamp for m in masks] == [f.header.stamp for f in frames]
     assert all(m.encoding == "mono8" and (m.height, m.width) == (360, 480) for m in masks)
-    engine = SegmentationEngine(tiny_checkpoint, device="cpu", input_size=(64, 96))
+    engine = build_engine(tiny_checkpoint, "cpu", "auto", "fp32", "model")   # as bag-eval's default
     preds = [image_to_numpy(m) for m in masks]
     np.testing.assert_array_equal(preds[0], engine.infer(first).mask)
 
@@ -98,7 +98,7 @@ def test_sqlite3_compressed_round_trip_with_gt_dir(tmp_path, camvid_root, tiny_c
     assert 0.0 <= summary["miou"] <= 1.0
     masks = read_topic(out / "masks", "/cam/segmentation/mask")
     assert len(masks) == 2 and list((out / "masks").glob("*.db3"))
-    engine = SegmentationEngine(tiny_checkpoint, device="cpu", input_size=(64, 96))
+    engine = build_engine(tiny_checkpoint, "cpu", "auto", "fp32", "model")   # as bag-eval's default
     rgb = cv2.cvtColor(cv2.imread(str(val_files(camvid_root, 1)[0])), cv2.COLOR_BGR2RGB)   # png: lossless
     np.testing.assert_array_equal(image_to_numpy(masks[0]), engine.infer(rgb).mask)
 

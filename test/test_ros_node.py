@@ -361,3 +361,19 @@ def test_cuda_request_falls_back_to_cpu_when_absent(harness, tiny_checkpoint):
         SegmentationNode("seg_nofallback", context=harness.context, parameter_overrides=[
             Parameter("weights", value=str(tiny_checkpoint)), Parameter("device", value="cuda"),
             Parameter("allow_cpu_fallback", value=False)])
+
+
+def test_runtime_parameter_changes_and_typo_warning(harness, tiny_checkpoint, capfd):
+    node = SegmentationNode("seg_params", context=harness.context, parameter_overrides=[
+        Parameter("weights", value=str(tiny_checkpoint)), Parameter("device", value="cpu"),
+        Parameter("warmup", value=False), Parameter("qos_dept", value=3)])
+    assert "ignoring unknown parameter(s) ['qos_dept']" in capfd.readouterr().err
+    ok, = node.set_parameters([Parameter("overlay_alpha", value=0.25)])
+    assert ok.successful and node._overlay_alpha == 0.25
+    out_of_range, = node.set_parameters([Parameter("overlay_alpha", value=1.5)])
+    read_only, = node.set_parameters([Parameter("qos_depth", value=3)])
+    assert not out_of_range.successful and node._overlay_alpha == 0.25
+    assert not read_only.successful and node.get_parameter("qos_depth").value == 5
+    descriptor = node.describe_parameter("qos_depth")
+    assert descriptor.integer_range[0].from_value == 1 and descriptor.read_only and descriptor.description
+    node.destroy_node()
