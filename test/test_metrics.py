@@ -11,7 +11,7 @@ from test_training_fixtures import make_camvid, write_png
 from training.cityscapes_labels import label_id_to_train_id_lut, train_id_to_label_id
 from training.class_weights import class_counts, enet_weights
 from training.datasets import build_dataset
-from training.metrics import ConfusionMatrix, format_table, metrics_from_confusion
+from training.metrics import ConfusionMatrix, format_table
 
 
 def test_hand_checked_confusion_matrix():

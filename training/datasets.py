@@ -12,10 +12,9 @@ Layouts:
 """
 from __future__ import annotations
 
-import io
 import json
 import tarfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
@@ -51,6 +50,7 @@ class DatasetInfo:
     colors: List[List[int]]
     ignore_index: int = IGNORE            # canonical value in the tensors we produce
     class_counts: Optional[List[int]] = None   # pixel histogram of the split, when known (packs)
+    source_ignore: int = IGNORE           # ignore value in the on-disk masks (custom layout)
 
     @property
     def num_classes(self) -> int:
@@ -149,9 +149,8 @@ def load_classes_yaml(path) -> DatasetInfo:
     if ignore < len(names):
         raise DatasetError(f"{path}: ignore_index {ignore} collides with class {names[ignore]!r} "
                            f"(classes use 0..{len(names) - 1})")
-    info = DatasetInfo("custom", [str(n) for n in names], [[int(v) for v in c] for c in colors])
-    info.source_ignore = ignore  # type: ignore[attr-defined]
-    return info
+    return DatasetInfo("custom", [str(n) for n in names], [[int(v) for v in c] for c in colors],
+                       source_ignore=ignore)
 
 
 def lut_for(num_classes: int, source_ignore: int) -> np.ndarray:

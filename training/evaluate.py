@@ -86,6 +86,17 @@ def evaluate(model, dataset, device, scales=(1.0,), flip=False, batch_size=1, am
     return result
 
 
+def _nan_to_none(obj):
+    """Strict JSON: a class absent from ground truth and prediction has IoU null, not NaN."""
+    if isinstance(obj, float) and obj != obj:
+        return None
+    if isinstance(obj, dict):
+        return {k: _nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_nan_to_none(v) for v in obj]
+    return obj
+
+
 @friendly_main
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
@@ -112,7 +123,7 @@ def main(argv=None) -> int:
               "amp": args.amp, "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
               "checkpoint_epoch": meta.get("epoch"), "checkpoint_val_miou": meta.get("val_miou"), **result}
     out = Path(args.out) if args.out else Path(args.weights).with_name(f"eval_{split}.json")
-    atomic_write_text(out, json.dumps(report, indent=2, allow_nan=True))
+    atomic_write_text(out, json.dumps(_nan_to_none(report), indent=2, allow_nan=False))
     print(f"wrote {out}")
     return 0
 
