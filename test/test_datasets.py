@@ -76,6 +76,11 @@ def test_missing_dirs_and_unpaired_images(tmp_path):
     with pytest.raises(DatasetError, match="gtFine/train"):
         build_dataset(dcfg("cityscapes", cs), "train")
     custom = make_custom(tmp_path / "road")
+    dup = custom / "images" / "train" / "sub" / "scene_000.png"
+    write_png(dup, np.zeros((40, 56, 3), np.uint8))
+    with pytest.raises(DatasetError, match="share the file stem 'scene_000'"):
+        build_dataset(dcfg("custom", custom), "train")
+    dup.unlink()
     (custom / "classes.yaml").unlink()
     with pytest.raises(DatasetError, match="classes YAML"):
         build_dataset(dcfg("custom", custom), "train")

@@ -87,8 +87,16 @@ def _read_label(path: Path) -> np.ndarray:
 
 
 def _files(folder: Path, suffix: str = "") -> dict:
-    return {p.name[: -len(suffix)] if suffix else p.stem: p for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.suffix.lower() in IMAGE_EXTS and p.name.endswith(suffix)}
+    """stem -> path of the images under `folder` (recursive); pairing by stem needs unique stems."""
+    out: dict = {}
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTS and p.name.endswith(suffix):
+            stem = p.name[: -len(suffix)] if suffix else p.stem
+            if stem in out:
+                raise DatasetError(f"{out[stem]} and {p} share the file stem {stem!r}; images and masks are "
+                                   f"paired by stem, so stems must be unique within a split")
+            out[stem] = p
+    return out
 
 
 def _require_dir(path: Path, what: str) -> Path:
