@@ -375,7 +375,8 @@ def main(args=None) -> int:
         node = SegmentationNode()
         rclpy.spin(node)
     except (ConfigError, CheckpointError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        hint = " (node: --ros-args -p weights:=model.pt)" if "no default weights" in str(exc) else ""
+        print(f"error: {exc}{hint}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
