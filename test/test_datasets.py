@@ -1,6 +1,9 @@
 """Dataset layouts decode to canonical train ids; bad inputs fail with a clear message."""
 from __future__ import annotations
 
+from pathlib import Path
+
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -141,3 +144,30 @@ def test_pack_round_trip(tmp_path):
     assert pack_main(["--layout", "cityscapes", "--root", str(root), "--out", str(tmp_path / "x.tar"),
                       "--max-mib", "0.001"]) == 2
     assert not (tmp_path / "x.tar").exists()
+
+
+def test_custom_colour_masks(tmp_path):
+    root = make_custom(tmp_path / "road", ignore_index=9)
+    colors = [[128, 64, 128], [255, 255, 255], [200, 200, 0], [220, 20, 60]]
+    (root / "classes.yaml").write_text("names: [road, lane_marking, curb, obstacle]\n"
+                                       f"colors: {colors}\nmask_format: color\nignore_colors: [[0, 0, 0]]\n")
+    index_ds = build_dataset(dcfg("custom", root), "val")        # masks on disk are still index PNGs
+    palette = np.zeros((256, 3), np.uint8)
+    palette[:4] = colors
+    for i, item in enumerate(index_ds.items):
+        lab = cv2.imread(item.where.split(" / ")[1], cv2.IMREAD_UNCHANGED)
+        write_png(Path(item.where.split(" / ")[1]), palette[lab])  # index -> colour (9 -> black = ignore)
+    ds = build_dataset(dcfg("custom", root), "val")
+    _, lab = ds[0]
+    expected = cv2.imread(str(root / "masks" / "val" / "scene_000.png"), cv2.IMREAD_COLOR)[..., ::-1]
+    assert lab.shape == expected.shape[:2]
+    assert torch.equal(lab == 255, torch.from_numpy((expected == 0).all(-1)))
+    for c, col in enumerate(colors):
+        assert torch.equal(lab == c, torch.from_numpy((expected == col).all(-1)))
+    assert ((lab == 255).sum() + sum(int((lab == c).sum()) for c in range(4))) == lab.numel()
+    assert any(bool((ds[i][1] == 255).any()) for i in range(2))
+    bad = expected.copy()
+    bad[0, 0] = [1, 2, 3]
+    write_png(root / "masks" / "val" / "scene_001.png", bad)
+    with pytest.raises(DatasetError, match=r"colours \[\[1, 2, 3\]\] that are neither"):
+        ds[1]

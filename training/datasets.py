@@ -51,6 +51,8 @@ class DatasetInfo:
     ignore_index: int = IGNORE            # canonical value in the tensors we produce
     class_counts: Optional[List[int]] = None   # pixel histogram of the split, when known (packs)
     source_ignore: int = IGNORE           # ignore value in the on-disk masks (custom layout)
+    mask_format: str = "index"            # custom layout: index (class ids) | color (RGB = class colour)
+    ignore_colors: Optional[List[List[int]]] = None   # color masks: colours meaning "not labelled"
 
     @property
     def num_classes(self) -> int:
@@ -128,10 +130,37 @@ def cityscapes_items(root: Path, split: str) -> List[Item]:
     return _pair(_files(img_dir, "_leftImg8bit.png"), _files(lab_dir, "_gtFine_labelIds.png"), img_dir, lab_dir)
 
 
-def custom_items(root: Path, split: str) -> List[Item]:
+def custom_items(root: Path, split: str, info: Optional["DatasetInfo"] = None) -> List[Item]:
     img_dir = _require_dir(root / "images" / split, f"custom images/{split}")
     lab_dir = _require_dir(root / "masks" / split, f"custom masks/{split}")
-    return _pair(_files(img_dir), _files(lab_dir), img_dir, lab_dir)
+    items = _pair(_files(img_dir), _files(lab_dir), img_dir, lab_dir)
+    if info is not None and info.mask_format == "color":
+        masks = _files(lab_dir)
+        decode = _color_mask_decoder(info)
+        for it in items:
+            it.label = (lambda p=masks[it.name]: decode(p))
+    return items
+
+
+def _color_mask_decoder(info: "DatasetInfo"):
+    """RGB masks whose pixels are class colours -> class indices (ignore colours -> source_ignore)."""
+    table = {(r << 16) | (g << 8) | b: i for i, (r, g, b) in enumerate(info.colors)}
+    for r, g, b in info.ignore_colors or ():
+        table[(r << 16) | (g << 8) | b] = info.source_ignore
+
+    def decode(path: Path) -> np.ndarray:
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise DatasetError(f"cannot read mask {path}")
+        code = (bgr[..., 2].astype(np.int32) << 16) | (bgr[..., 1].astype(np.int32) << 8) | bgr[..., 0]
+        values, inverse = np.unique(code, return_inverse=True)
+        mapped = np.array([table.get(int(v), -1) for v in values], dtype=np.int16)
+        if (mapped < 0).any():
+            bad = [[int(v) >> 16, (int(v) >> 8) & 255, int(v) & 255] for v in values[mapped < 0][:4]]
+            raise DatasetError(f"colour mask {path} has colours {bad} that are neither a class colour nor an "
+                               f"ignore colour of the classes YAML")
+        return mapped[inverse.reshape(code.shape)].astype(np.uint8)
+    return decode
 
 
 def load_classes_yaml(path) -> DatasetInfo:
@@ -157,8 +186,19 @@ def load_classes_yaml(path) -> DatasetInfo:
     if ignore < len(names):
         raise DatasetError(f"{path}: ignore_index {ignore} collides with class {names[ignore]!r} "
                            f"(classes use 0..{len(names) - 1})")
+    fmt = str(data.get("mask_format", "index"))
+    if fmt not in ("index", "color"):
+        raise DatasetError(f"{path}: mask_format must be index or color, got {fmt!r}")
+    if fmt == "color" and not data.get("colors"):
+        raise DatasetError(f"{path}: mask_format color needs `colors`, one [r, g, b] per class")
+    if fmt == "color" and len({tuple(c) for c in colors}) != len(colors):
+        raise DatasetError(f"{path}: class colours must be distinct for mask_format color")
+    ignore_colors = data.get("ignore_colors") or []
+    if not all(isinstance(c, list) and len(c) == 3 for c in ignore_colors):
+        raise DatasetError(f"{path}: ignore_colors must be a list of [r, g, b]")
     return DatasetInfo("custom", [str(n) for n in names], [[int(v) for v in c] for c in colors],
-                       source_ignore=ignore)
+                       source_ignore=ignore, mask_format=fmt,
+                       ignore_colors=[[int(v) for v in c] for c in ignore_colors])
 
 
 def lut_for(num_classes: int, source_ignore: int) -> np.ndarray:
@@ -327,7 +367,7 @@ def build_dataset(dcfg: dict, split: str) -> SegmentationDataset:
                                    f"(or {candidate})")
             classes = candidate
         info = load_classes_yaml(classes)
-        items, lut = custom_items(root, split), lut_for(info.num_classes, info.source_ignore)
+        items, lut = custom_items(root, split, info), lut_for(info.num_classes, info.source_ignore)
         info.name = dcfg.get("name") or root.name
     else:
         raise DatasetError(f"unknown dataset layout {layout!r}")
