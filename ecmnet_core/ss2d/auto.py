@@ -1,14 +1,19 @@
-"""`auto` backend choice: fastest available on the current device."""
+"""`auto` backend choice: fastest available on the current device.
+
+Order on a GPU from benchmarks/ss2d.py (docs/benchmarks/ss2d.md): our fused `cuda` kernel,
+then mamba-ssm, then the PyTorch reference. On CPU only `reference` is worth running
+(`sequential` is a test oracle; the ONNX-friendly `export` scan is for exporting).
+"""
 from __future__ import annotations
 
 import torch
 
-# Preference order measured by benchmarks/ss2d.py (see docs/benchmarks.md).
 _GPU_ORDER = ("cuda", "mamba", "reference")
 _CPU_ORDER = ("reference",)
 
 
-def pick_auto(device: str | None = None) -> str:
+def pick_auto(device: str | torch.device | None = None) -> str:
+    """Name of the first backend in the preference order for `device` that loads here."""
     from . import BackendUnavailable, _LOADERS
 
     on_gpu = torch.cuda.is_available() if device is None else str(device).startswith("cuda")

@@ -1,0 +1,196 @@
+"""Time one SS2D scan call per backend at the shapes ECMNet's FFM sees for given input sizes.
+
+Why: the `cuda` backend (our fused Triton kernel) must beat mamba-ssm's selective_scan_fn
+plus the PyTorch cross-scan/merge it needs (issue goal: >= 2x at 1024x2048). Shapes are read
+from a real ECMNet forward (ECMNetConfig defaults, batch 1): the scan arguments are captured
+at the SS2D block, so the layout (dt_low / Bs / Cs as split views) is the model's own.
+
+    PYTHONPATH=. python benchmarks/ss2d.py [--sizes 360x480,1024x1024,1024x2048] [--iters 200]
+    PYTHONPATH=. python benchmarks/ss2d.py --sweep      # tile-size sweep of the Triton kernel
+
+Timing: CUDA events around each call, warmup first, median over --iters calls; forward is
+under torch.no_grad (inference), forward+backward computes all eight input gradients.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import statistics
+import sys
+
+import torch
+
+from ecmnet_core.model import ECMNet, ECMNetConfig
+from ecmnet_core.ss2d import available_backends, get_scan
+
+
+def parse_sizes(text: str):
+    sizes = []
+    for item in text.split(","):
+        h, w = item.lower().split("x")
+        sizes.append((int(h), int(w)))
+    return sizes
+
+
+def ffm_scan_shapes(cfg: ECMNetConfig, h: int, w: int, batch: int = 1, device: str = "cuda"):
+    """Run ECMNet once (no_grad) and capture the shapes the SS2D block passes to its scan."""
+    model = ECMNet(cfg).eval().to(device)
+    ss2d = model.ffm.ss2d
+    seen = {}
+    real_scan = ss2d._scan
+
+    def spy(x, dt_low, bs, cs, dt_weight, dt_bias, A, Ds):
+        seen.update(x=tuple(x.shape), dt_low=tuple(dt_low.shape), d_state=bs.shape[2])
+        return real_scan(x, dt_low, bs, cs, dt_weight, dt_bias, A, Ds)
+
+    ss2d._scan = spy
+    with torch.no_grad():
+        model(torch.zeros(batch, 3, h, w, device=device))
+    return seen, ss2d
+
+
+def make_args(shapes, ss2d, device, requires_grad):
+    """Random inputs with the model's layout and the module's real dt/A/D parameters."""
+    b, d, h, w = shapes["x"]
+    _, k, r, _, _ = shapes["dt_low"]
+    n = shapes["d_state"]
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    x = torch.randn(b, d, h, w, generator=gen).to(device)
+    proj = (torch.randn(b, k, r + 2 * n, h, w, generator=gen) * 0.5).to(device)
+    params = [p.detach().clone().to(device) for p in (ss2d.dt_weight, ss2d.dt_bias)]
+    A = -torch.exp(ss2d.A_log.detach()).to(device)
+    Ds = ss2d.Ds.detach().clone().to(device)
+    leaves = [x, proj, params[0], params[1], A, Ds]
+    if requires_grad:
+        for t in leaves:
+            t.requires_grad_(True)
+
+    def call(fn):
+        dt_low, bs, cs = proj.split([r, n, n], dim=2)
+        return fn(x, dt_low, bs, cs, params[0], params[1], A, Ds)
+
+    return call, leaves
+
+
+def time_ms(fn, warmup: int, iters: int) -> float:
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    starts = [torch.cuda.Event(enable_timing=True) for _ in range(iters)]
+    ends = [torch.cuda.Event(enable_timing=True) for _ in range(iters)]
+    for s, e in zip(starts, ends):
+        s.record()
+        fn()
+        e.record()
+    torch.cuda.synchronize()
+    return statistics.median(s.elapsed_time(e) for s, e in zip(starts, ends))
+
+
+def bench_backend(name, shapes, ss2d, warmup, iters):
+    scan = get_scan(name)
+    call_f, _ = make_args(shapes, ss2d, "cuda", requires_grad=False)
+
+    def fwd():
+        with torch.no_grad():
+            call_f(scan)
+
+    call_b, leaves = make_args(shapes, ss2d, "cuda", requires_grad=True)
+    grad = torch.randn(shapes["x"], device="cuda")
+
+    def fwd_bwd():
+        y = call_b(scan)
+        torch.autograd.grad(y, leaves, grad)
+
+    with torch.no_grad():
+        out = call_f(scan)
+    return time_ms(fwd, warmup, iters), time_ms(fwd_bwd, warmup, iters), out
+
+
+def sweep(shapes, ss2d, warmup, iters):
+    """Time tile configurations of the Triton kernel directly (forward, then backward).
+
+    Timing only: T > 1 is not correct on Triton 3.6 / H100 yet (see triton_scan.CHUNK_T)."""
+    from ecmnet_core.ss2d import triton_scan as ts
+
+    call, leaves = make_args(shapes, ss2d, "cuda", requires_grad=False)
+    x, proj, w, bias, A, Ds = leaves
+    b, d, h, wd = shapes["x"]
+    r, n = shapes["dt_low"][2], shapes["d_state"]
+    dt_low, bs, cs = proj.split([r, n, n], dim=2)
+    w, bias, A, Ds = (t.float().contiguous() for t in (w, bias, A, Ds))
+    dy = torch.randn_like(x)
+    for T, blk, nws in ((1, 8, (2, 4)), (1, 16, (4, 8)), (1, 32, (4, 8)), (16, 16, (4,)), (32, 16, (8,))):
+        if True:
+            for nw in nws:
+                cfg = dict(BLOCK_D=blk, num_warps=nw)
+                try:
+                    f = time_ms(lambda: ts.scan_forward(x, dt_low, bs, cs, w, bias, A, Ds, True, T, cfg),
+                                warmup, iters)
+                    _, s0, s1 = ts.scan_forward(x, dt_low, bs, cs, w, bias, A, Ds, True, T, cfg)
+                    bwd = time_ms(lambda: ts.scan_backward(dy, x, dt_low, bs, cs, w, bias, A, Ds,
+                                                           (s0, s1), T, cfg), warmup, iters)
+                    print(f"sweep T={T:3d} BLOCK_D={blk:3d} warps={nw}: fwd(save) {f:.4f} ms  bwd {bwd:.4f} ms")
+                except Exception as exc:  # e.g. out of shared memory / registers for a tile
+                    print(f"sweep T={T:3d} BLOCK_D={blk:3d} warps={nw}: failed ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0][:100]})")
+                sys.stdout.flush()
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="360x480,1024x1024,1024x2048", help="input HxW list")
+    ap.add_argument("--iters", type=int, default=200)
+    ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--backends", default="", help="comma list (default: every available one)")
+    ap.add_argument("--sweep", action="store_true", help="tile-size sweep of the Triton kernel")
+    args = ap.parse_args(argv)
+    if not torch.cuda.is_available():
+        sys.exit("error: benchmarks/ss2d.py needs a CUDA device")
+
+    status = available_backends()
+    names = [n for n in (args.backends.split(",") if args.backends else status) if n != "sequential"]
+    versions = [f"torch {torch.__version__}"]
+    for mod in ("triton", "mamba_ssm"):
+        try:
+            versions.append(f"{mod} {__import__(mod).__version__}")
+        except Exception:
+            pass
+    print(f"device: {torch.cuda.get_device_name()} | date: "
+          f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC} | {' | '.join(versions)}")
+    for n, s in status.items():
+        print(f"backend {n}: {s}")
+    names = [n for n in names if status.get(n) == "ok"]
+    cfg = ECMNetConfig()
+    print(f"ECMNetConfig: ffm_dim {cfg.ffm_dim} x ssm_expand {cfg.ssm_expand}, d_state {cfg.d_state}; "
+          f"median of {args.iters} calls after {args.warmup} warmup, CUDA events")
+
+    results = {}
+    for h, w in parse_sizes(args.sizes):
+        shapes, ss2d = ffm_scan_shapes(cfg, h, w)
+        b, d, sh, sw = shapes["x"]
+        print(f"\ninput {h}x{w}: scan x {shapes['x']}, dt_low {shapes['dt_low']}, d_state {shapes['d_state']} "
+              f"(B={b}, D={d}, H={sh}, W={sw}, R={shapes['dt_low'][2]})")
+        if args.sweep:
+            sweep(shapes, ss2d, args.warmup, args.iters)
+            continue
+        outs = {}
+        for name in names:
+            f, fb, outs[name] = bench_backend(name, shapes, ss2d, args.warmup, args.iters)
+            results[(h, w, name)] = (f, fb)
+            print(f"  {name:10s} fwd {f:8.4f} ms   fwd+bwd {fb:8.4f} ms")
+        ref = outs.get("reference")
+        if ref is not None:
+            for name, o in outs.items():
+                if name != "reference":
+                    print(f"  {name:10s} max |out - reference| = {(o.float() - ref.float()).abs().max().item():.2e}")
+        for other in ("reference", "mamba", "export"):
+            if "cuda" in names and other in names:
+                cf, cfb = results[(h, w, "cuda")]
+                of, ofb = results[(h, w, other)]
+                print(f"  ratio cuda/{other}: fwd {cf / of:.3f} (speedup {of / cf:.2f}x), "
+                      f"fwd+bwd {cfb / ofb:.3f} (speedup {ofb / cfb:.2f}x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
