@@ -171,3 +171,18 @@ def test_custom_colour_masks(tmp_path):
     write_png(root / "masks" / "val" / "scene_001.png", bad)
     with pytest.raises(DatasetError, match=r"colours \[\[1, 2, 3\]\] that are neither"):
         ds[1]
+
+
+def test_joined_splits_concatenate_items_and_histograms(tmp_path):
+    root = make_cityscapes(tmp_path / "cs")
+    both = build_dataset(dcfg("cityscapes", root), "train+val")
+    train, val = build_dataset(dcfg("cityscapes", root), "train"), build_dataset(dcfg("cityscapes", root), "val")
+    assert len(both) == len(train) + len(val)
+    assert torch.equal(both[len(train)][1], val[0][1])
+    out = tmp_path / "cs.tar"
+    assert pack_main(["--layout", "cityscapes", "--root", str(root), "--out", str(out)]) == 0
+    packed = build_dataset(dcfg("pack", out), "train+val")
+    counts = read_pack(out)["meta"]["class_counts"]
+    assert packed.info.class_counts == [a + b for a, b in zip(counts["train"], counts["val"])]
+    with pytest.raises(DatasetError, match="bad split 'train\\+'"):
+        build_dataset(dcfg("cityscapes", root), "train+")

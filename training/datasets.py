@@ -333,9 +333,18 @@ def pack_items(pack: dict, split: str, path) -> List[Item]:
 _PACK_CACHE: dict = {}
 
 
+def _split_names(split: str) -> List[str]:
+    """'train+val' -> ['train', 'val']: the paper trains CamVid on train and val together."""
+    names = [s.strip() for s in str(split).split("+")]
+    if not all(names):
+        raise DatasetError(f"bad split {split!r}: use a split name or names joined by '+' (train+val)")
+    return names
+
+
 def build_dataset(dcfg: dict, split: str) -> SegmentationDataset:
-    """Dataset for `split` from the `dataset:` config section."""
+    """Dataset for `split` (or several joined by '+') from the `dataset:` config section."""
     layout = dcfg["layout"]
+    splits = _split_names(split)
     root = Path(str(dcfg["root"])).expanduser()
     if layout == "pack":
         key = str(root.resolve())
@@ -344,20 +353,22 @@ def build_dataset(dcfg: dict, split: str) -> SegmentationDataset:
             _PACK_CACHE[key] = read_pack(root)
         pack = _PACK_CACHE[key]
         meta = pack["meta"]
-        counts = meta.get("class_counts", {}).get(split)
+        per_split = [meta.get("class_counts", {}).get(s) for s in splits]
+        counts = None if any(c is None for c in per_split) else [sum(v) for v in zip(*per_split)]
         info = DatasetInfo(meta["dataset"], meta["classes"], meta["colors"], IGNORE, counts)
         if dcfg.get("limit"):
             info.class_counts = None      # histogram of the full split no longer applies
-        return SegmentationDataset(_limit(pack_items(pack, split, root), dcfg), info,
+        items = [it for s in splits for it in pack_items(pack, s, root)]
+        return SegmentationDataset(_limit(items, dcfg), info,
                                    lut_for(info.num_classes, IGNORE), dcfg.get("resize_to"), split)
     if not root.is_dir():
         raise DatasetError(f"dataset root not found: {root} (set dataset.root or --data-root)")
     if layout == "camvid":
         info = DatasetInfo("camvid", list(CAMVID_CLASSES), [list(c) for c in CAMVID_COLORS])
-        items, lut = camvid_items(root, split), lut_for(11, 11)
+        items, lut = [it for s in splits for it in camvid_items(root, s)], lut_for(11, 11)
     elif layout == "cityscapes":
         info = DatasetInfo("cityscapes", list(CITYSCAPES_CLASSES), [list(c) for c in CITYSCAPES_COLORS])
-        items, lut = cityscapes_items(root, split), label_id_to_train_id_lut()
+        items, lut = [it for s in splits for it in cityscapes_items(root, s)], label_id_to_train_id_lut()
     elif layout == "custom":
         classes = dcfg.get("classes")
         if not classes:
@@ -367,7 +378,8 @@ def build_dataset(dcfg: dict, split: str) -> SegmentationDataset:
                                    f"(or {candidate})")
             classes = candidate
         info = load_classes_yaml(classes)
-        items, lut = custom_items(root, split, info), lut_for(info.num_classes, info.source_ignore)
+        items = [it for s in splits for it in custom_items(root, s, info)]
+        lut = lut_for(info.num_classes, info.source_ignore)
         info.name = dcfg.get("name") or root.name
     else:
         raise DatasetError(f"unknown dataset layout {layout!r}")
