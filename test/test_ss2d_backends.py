@@ -107,11 +107,24 @@ def test_unavailable_backend_reports_its_reason_everywhere():
         ss2d._LOADERS.pop("test-missing")
 
 
-def test_auto_picks_reference_on_cpu_and_a_gpu_backend_on_cuda():
+def test_auto_picks_first_loadable_backend_in_device_order(monkeypatch):
+    from ecmnet_core import ss2d
+    from ecmnet_core.ss2d import auto
+
+    def missing():
+        raise BackendUnavailable("not built")
+
+    loaders = dict(ss2d._LOADERS)
+    loaders["gpu-a"] = (missing, "test")
+    loaders["gpu-b"] = (lambda: ss2d.ss2d_scan_vectorized, "test")
+    monkeypatch.setattr(ss2d, "_LOADERS", loaders)
+    monkeypatch.setattr(auto, "_GPU_ORDER", ("gpu-a", "gpu-b", "reference"))
+    assert pick_auto("cuda") == "gpu-b"          # skips the unavailable one
     assert pick_auto("cpu") == "reference"
-    expected = "cuda" if HAS_CUDA else "reference"
-    assert pick_auto() == expected
-    assert get_scan("auto") is get_scan(expected)
+    monkeypatch.setattr(auto, "_GPU_ORDER", ("gpu-a",))
+    assert pick_auto("cuda:0") == "reference"    # nothing in the order loads
+    if not HAS_CUDA:
+        assert pick_auto() == "reference" and get_scan("auto") is get_scan("reference")
 
 
 # ---------------------------------------------------------------- mamba adapter layout (CPU)
