@@ -11,6 +11,8 @@ Layout of the saved dict (plain containers and tensors only):
 from __future__ import annotations
 
 import datetime as _dt
+import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
@@ -31,11 +33,18 @@ class CheckpointError(ValueError):
 
 
 def git_commit() -> str:
+    """$ECMNET_GIT_COMMIT (for copies of the tree without usable git history), else `git rev-parse`."""
+    env = os.environ.get("ECMNET_GIT_COMMIT", "").strip()
+    if env:
+        return env
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                              cwd=Path(__file__).resolve().parent).stdout.strip() or "unknown"
+        proc = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                              cwd=Path(__file__).resolve().parent)
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+    sha = proc.stdout.strip()
+    # a tree without commits prints "HEAD" and fails: only accept a real object name
+    return sha if proc.returncode == 0 and re.fullmatch(r"[0-9a-f]{40}", sha) else "unknown"
 
 
 def make_metadata(num_classes: int, classes=None, colors=None, ignore_index: int = 255,

@@ -82,3 +82,16 @@ def test_predict_bad_input_is_one_clear_line(tmp_path, tiny_checkpoint):
                            "--weights", str(tmp_path / "w.pt"), "--out", str(tmp_path / "o")],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_git_commit_prefers_environment_and_rejects_non_shas(monkeypatch, tmp_path):
+    import subprocess as sp
+
+    from ecmnet_core import checkpoint
+
+    monkeypatch.setenv("ECMNET_GIT_COMMIT", "0123abc")
+    assert checkpoint.git_commit() == "0123abc"
+    monkeypatch.delenv("ECMNET_GIT_COMMIT")
+    fake = sp.CompletedProcess([], 128, stdout="HEAD\n", stderr="fatal: ambiguous argument 'HEAD'")
+    monkeypatch.setattr(checkpoint.subprocess, "run", lambda *a, **k: fake)
+    assert checkpoint.git_commit() == "unknown"

@@ -9,7 +9,6 @@ replays the same batches and augmentations as the uninterrupted run.
 from __future__ import annotations
 
 import math
-import os
 import re
 import sys
 import time
@@ -116,8 +115,8 @@ def _flat_diff(a: dict, b: dict, prefix: str = "") -> dict:
 
 
 def _commit() -> str:
-    """$ECMNET_GIT_COMMIT (for copies of the tree without .git, e.g. the GPU device), else git."""
-    c = os.environ.get("ECMNET_GIT_COMMIT") or git_commit()
+    """Commit of the code (ecmnet_core.checkpoint.git_commit honours $ECMNET_GIT_COMMIT)."""
+    c = git_commit()
     return c if re.fullmatch(r"[0-9a-f]{7,40}", c or "") else "unknown"
 
 
