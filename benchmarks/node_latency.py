@@ -159,15 +159,8 @@ def spawn(cmd, env):
 
 
 def stop(proc):
-    import signal
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.stdout.read() if proc.stdout else ""
+    from ecmnet_ros.testing import stop_process
+    return stop_process(proc)
 
 
 def main(argv=None):

@@ -16,6 +16,21 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 
 
+def stop_process(proc) -> str:
+    """SIGINT a node process (rclpy shuts down cleanly), kill it after 30 s; return its output."""
+    import signal
+    import subprocess
+
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.stdout.read() if proc.stdout else ""
+
+
 def isolate_ros_domain(seed: Optional[int] = None) -> int:
     """Pick a random ROS_DOMAIN_ID in 1..200 (once per process) and keep discovery on localhost."""
     if "ECMNET_TEST_DOMAIN" not in os.environ:

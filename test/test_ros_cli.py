@@ -3,7 +3,6 @@ start-up errors, and the launch file's arguments kept in sync with the node's pa
 import ast
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E
 
 from ecmnet_ros.conversions import image_to_numpy  # noqa: E402
 from ecmnet_ros.params import PARAM_NAMES, PARAMETERS  # noqa: E402
-from ecmnet_ros.testing import Probe, RosHarness, image_msg, isolate_ros_domain  # noqa: E402
+from ecmnet_ros.testing import Probe, RosHarness, image_msg, isolate_ros_domain, stop_process  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 YAML = REPO / "config" / "segment.yaml"
@@ -71,14 +70,7 @@ def test_console_script_with_shipped_yaml_serves_masks(tiny_checkpoint):
 
 
 def _stop(proc):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.stdout.read() if proc.stdout else ""
+    return stop_process(proc)
 
 
 @pytest.mark.parametrize("args,match", [
