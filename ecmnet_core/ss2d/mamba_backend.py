@@ -38,16 +38,16 @@ def ss2d_scan_mamba(selective_scan_fn, x, dt_low, Bs, Cs, dt_weight, dt_bias, A,
     # delta before bias / softplus (the kernel adds delta_bias and applies softplus)
     dt = torch.einsum("bkrhw,kdr->bkdhw", dt_low.float(), dt_weight.float()).to(x.dtype)
     out = None
-    for axis, (kf, kb) in enumerate(((0, 1), (2, 3))):
+    for axis, (kf, kb) in enumerate(((0, 1), (2, 3))):   # adjacent: slices, no host index tensors
         u = _seq(x, axis)
         u2 = torch.cat([u, u.flip(-1)], dim=1).contiguous()                      # (BS, 2D, L)
         dlt = torch.cat([_seq(dt[:, kf], axis), _seq(dt[:, kb], axis).flip(-1)], 1).contiguous()
         bb = torch.stack([_seq(Bs[:, kf], axis), _seq(Bs[:, kb], axis).flip(-1)], 1).to(x.dtype).contiguous()
         cc = torch.stack([_seq(Cs[:, kf], axis), _seq(Cs[:, kb], axis).flip(-1)], 1).to(x.dtype).contiguous()
         y = selective_scan_fn(
-            u2, dlt, A[[kf, kb]].float().reshape(2 * d, -1), bb, cc,
-            D=Ds[[kf, kb]].float().reshape(-1), z=None,
-            delta_bias=dt_bias[[kf, kb]].float().reshape(-1), delta_softplus=True,
+            u2, dlt, A[kf:kb + 1].float().reshape(2 * d, -1), bb, cc,
+            D=Ds[kf:kb + 1].float().reshape(-1), z=None,
+            delta_bias=dt_bias[kf:kb + 1].float().reshape(-1), delta_softplus=True,
         )
         y = y[:, :d].float() + y[:, d:].float().flip(-1)                        # merge directions
         part = _unseq(y, axis, b, h, w)

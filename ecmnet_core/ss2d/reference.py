@@ -113,8 +113,9 @@ def ss2d_scan_vectorized(x, dt_low, Bs, Cs, dt_weight, dt_bias, A, Ds):
         dlt = torch.stack([_to_sequences(delta[:, k], k) for k in pair], 1)
         bb = torch.stack([_to_sequences(Bs[:, k].float(), k) for k in pair], 1)
         cc = torch.stack([_to_sequences(Cs[:, k].float(), k) for k in pair], 1)
-        a = A[list(pair)].float()[None, :, None]        # 1,2,1,D,N
-        dd = Ds[list(pair)].float()[None, :, None, :, None]  # 1,2,1,D,1
+        # slice, not A[list(pair)]: a list index is a host tensor, which breaks CUDA graph capture
+        a = A[pair[0]:pair[1] + 1].float()[None, :, None]          # 1,2,1,D,N
+        dd = Ds[pair[0]:pair[1] + 1].float()[None, :, None, :, None]  # 1,2,1,D,1
         dA = torch.exp(dlt.unsqueeze(-1) * a.unsqueeze(-2))   # B,2,S,D,L,N
         dBu = (dlt * u).unsqueeze(-1) * bb.transpose(-1, -2).unsqueeze(-3)  # B,2,S,D,L,N
         length = u.shape[-1]
