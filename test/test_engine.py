@@ -195,3 +195,14 @@ def test_depthwise_as_shifts_is_the_same_convolution():
             torch.testing.assert_close(_ShiftedDepthwiseConv(conv)(x), conv(x), rtol=1e-5, atol=1e-5)
     assert not _is_same_depthwise(torch.nn.Conv2d(6, 6, 3, stride=2, padding=1, groups=6))
     assert not _is_same_depthwise(torch.nn.Conv2d(6, 12, 3, padding=1, groups=6))
+
+
+def test_node_engine_setup_runs_onnx_weights(onnx_file, cpu_engine):
+    # the node builds its engine through engine_setup; `backend: onnxruntime` + .onnx weights must work
+    from ecmnet_ros.engine_setup import backend_name, build_engine, resolution_text
+
+    engine = build_engine(str(onnx_file), "cpu", "onnxruntime", "fp32", "model")
+    assert engine.model is None and backend_name(engine) == "export"
+    assert resolution_text(engine) != "native"
+    img = _image()
+    assert engine.infer(img).mask.shape == img.shape[:2]
