@@ -1,12 +1,24 @@
 """Shared CLI plumbing: a user error prints one clear line and exits 2, never a traceback."""
 from __future__ import annotations
 
+import argparse
 import functools
 import sys
 
 
 class UserError(Exception):
     """Bad input from the user (missing file, wrong argument); message is shown as-is."""
+
+
+def parse_size(text: str):
+    """argparse type for a network input size 'HxW' (each side >= 16)."""
+    try:
+        h, w = (int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 360x480 (HxW), got {text!r}") from None
+    if h < 16 or w < 16:
+        raise argparse.ArgumentTypeError(f"size must be at least 16x16, got {text!r}")
+    return h, w
 
 
 def friendly_main(fn):

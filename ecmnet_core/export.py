@@ -19,20 +19,10 @@ import torch
 
 from .atomic import atomic_path
 from .checkpoint import load_model
-from .cli_common import UserError, friendly_main
+from .cli_common import UserError, friendly_main, parse_size
 from .onnx_runtime import INPUT_NAME, METADATA_KEY, OUTPUT_NAME
 
 MIN_OPSET = 17          # LayerNormalization
-
-
-def parse_size(text: str):
-    try:
-        h, w = (int(v) for v in str(text).lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 360x480 (HxW), got {text!r}") from None
-    if h < 16 or w < 16:
-        raise argparse.ArgumentTypeError(f"size must be at least 16x16, got {text!r}")
-    return h, w
 
 
 def export_onnx(model: torch.nn.Module, metadata: dict, out: Path, size, opset: int = MIN_OPSET,

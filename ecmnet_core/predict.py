@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .cli_common import UserError, friendly_main
+from .cli_common import UserError, friendly_main, parse_size
 from .engine import SegmentationEngine, colorize, overlay
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
@@ -30,18 +30,6 @@ def read_rgb(path: Path) -> np.ndarray:
     if img is None:
         raise UserError(f"cannot decode image {path}")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
-def parse_size(text):
-    if not text:
-        return None
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 360x480, got {text!r}") from None
-    if h < 16 or w < 16:
-        raise argparse.ArgumentTypeError("size must be at least 16x16")
-    return h, w
 
 
 def build_parser():
