@@ -196,8 +196,10 @@ class SegmentationNode(Node):
         self.stats[camera].last_input = time.monotonic()
         self.mailbox.put(camera, msg)
 
-    def _report(self, camera: int, kind: str, message: str) -> None:
-        self.stats[camera].error(message)
+    def _report(self, camera: int, kind: str, message: str, bad_frame: bool = True) -> None:
+        """Log a problem (throttled per camera and kind); count it as a bad frame unless it is not one."""
+        if bad_frame:
+            self.stats[camera].error(message)
         suppressed = self.throttle.should_log((camera, kind))
         if suppressed is not None:
             extra = f" ({suppressed} similar messages suppressed)" if suppressed else ""
@@ -298,9 +300,11 @@ class SegmentationNode(Node):
                 graph = self._check_graph(i)
                 message = f"no input for {self.cfg.stale_input_timeout:g} s" + (f": {graph}" if graph else "")
                 if graph and "carries" in graph:
-                    self._report(i, "topic type", graph)
+                    # a misconfigured graph, not a bad frame: ERROR on every tick until the publisher is fixed
+                    level = DiagnosticStatus.ERROR
+                    self._report(i, "topic type", graph, bad_frame=False)
             errors_before, processed_before = self._last_diag[i]
-            if snap["errors"] > errors_before:
+            if snap["errors"] > errors_before and level != DiagnosticStatus.ERROR:
                 level = DiagnosticStatus.ERROR if snap["processed"] == processed_before else DiagnosticStatus.WARN
                 message = f"{snap['errors'] - errors_before} bad frame(s): {snap['last_error']}"
             self._last_diag[i] = (snap["errors"], snap["processed"])

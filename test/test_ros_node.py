@@ -212,11 +212,12 @@ def test_diagnostics_class_info_and_wrong_topic_type(harness, tiny_checkpoint, c
     node = start_node(harness, tiny_checkpoint, "seg_diag", input_topics=["/diag/image_raw", "/diag2/image_raw"],
                       diagnostics_period=0.2, stale_input_timeout=0.3, qos_reliability="reliable")
     probe = Probe(harness, "probe_diag")
-    statuses = {}
+    statuses, history = {}, []
 
     def on_diag(_, arr):
         for s in arr.status:
             statuses[s.name] = (s.level, s.message, {kv.key: kv.value for kv in s.values})
+            history.append((s.name, s.level, s.message))
     probe.watch("/diagnostics", DiagnosticArray, on_message=on_diag)
     probe.watch("/diag/segmentation/mask", Image)
     probe.publisher("/diag/image_raw", Image)
@@ -236,8 +237,13 @@ def test_diagnostics_class_info_and_wrong_topic_type(harness, tiny_checkpoint, c
     for key in ("output_fps", "input_fps", "latency_p50_ms", "latency_p99_ms", "frames_dropped", "frames_received"):
         assert key in values
     assert float(values["latency_p50_ms"]) > 0 and values["device"] == "cpu"
-    assert statuses[name2][0] == b"\x01"                       # WARN
     assert "this node expects sensor_msgs/msg/Image" in capfd.readouterr().err
+    # the wrong type is a steady ERROR with the same message on every tick; it is not a bad frame
+    start = len(history)
+    assert probe.wait_for(lambda: sum(h[0] == name2 for h in history[start:]) >= 3, TIMEOUT)
+    wrong_ticks = [h for h in history[start:] if h[0] == name2]
+    assert all(level == b"\x02" and "carries std_msgs/msg/String" in msg for _, level, msg in wrong_ticks), wrong_ticks
+    assert statuses[name2][2]["errors"] == "0"
 
     # latched class info reaches a subscriber that joins late
     latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
