@@ -108,33 +108,36 @@ def bench_backend(name, shapes, ss2d, warmup, iters):
 
 
 def sweep(shapes, ss2d, warmup, iters):
-    """Time tile configurations of the Triton kernel directly (forward, then backward).
+    """Time tile configurations of the Triton kernel directly (forward with saved states, backward).
 
-    Timing only: T > 1 is not correct on Triton 3.6 / H100 yet (see triton_scan.CHUNK_T)."""
+    Each line also prints the forward's max error against the PyTorch reference, so a fast but
+    wrong configuration (T > 1 on Triton 3.6 / H100, see triton_scan) cannot pass unnoticed."""
+    from ecmnet_core.ss2d import ss2d_scan_vectorized
     from ecmnet_core.ss2d import triton_scan as ts
 
-    call, leaves = make_args(shapes, ss2d, "cuda", requires_grad=False)
-    x, proj, w, bias, A, Ds = leaves
-    b, d, h, wd = shapes["x"]
+    _, (x, proj, w, bias, A, Ds) = make_args(shapes, ss2d, "cuda", requires_grad=False)
     r, n = shapes["dt_low"][2], shapes["d_state"]
     dt_low, bs, cs = proj.split([r, n, n], dim=2)
     w, bias, A, Ds = (t.float().contiguous() for t in (w, bias, A, Ds))
+    with torch.no_grad():
+        ref = ss2d_scan_vectorized(x, dt_low, bs, cs, w, bias, A, Ds)
     dy = torch.randn_like(x)
-    for T, blk, nws in ((1, 8, (2, 4)), (1, 16, (4, 8)), (1, 32, (4, 8)), (16, 16, (4,)), (32, 16, (8,))):
-        if True:
-            for nw in nws:
-                cfg = dict(BLOCK_D=blk, num_warps=nw)
-                try:
-                    f = time_ms(lambda: ts.scan_forward(x, dt_low, bs, cs, w, bias, A, Ds, True, T, cfg),
-                                warmup, iters)
-                    _, s0, s1 = ts.scan_forward(x, dt_low, bs, cs, w, bias, A, Ds, True, T, cfg)
-                    bwd = time_ms(lambda: ts.scan_backward(dy, x, dt_low, bs, cs, w, bias, A, Ds,
-                                                           (s0, s1), T, cfg), warmup, iters)
-                    print(f"sweep T={T:3d} BLOCK_D={blk:3d} warps={nw}: fwd(save) {f:.4f} ms  bwd {bwd:.4f} ms")
-                except Exception as exc:  # e.g. out of shared memory / registers for a tile
-                    print(f"sweep T={T:3d} BLOCK_D={blk:3d} warps={nw}: failed ({type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0][:100]})")
-                sys.stdout.flush()
+    configs = [(1, 8, 2), (1, 16, 1), (1, 16, 2), (1, 16, 4), (1, 32, 2), (1, 32, 4),
+               (2, 16, 2), (4, 16, 2), (4, 16, 4), (16, 16, 4)]
+    for T, blk, nw in configs:
+        cfg = dict(BLOCK_D=blk, num_warps=nw)
+        try:
+            f = time_ms(lambda: ts.scan_forward(x, dt_low, bs, cs, w, bias, A, Ds, True, T, cfg), warmup, iters)
+            out, st = ts.scan_forward(x, dt_low, bs, cs, w, bias, A, Ds, True, T, cfg)
+            bwd = time_ms(lambda: ts.scan_backward(dy, x, dt_low, bs, cs, w, bias, A, Ds, st, T, cfg),
+                          warmup, iters)
+            err = (out - ref).abs().max().item()
+            print(f"sweep T={T:3d} BLOCK_D={blk:3d} warps={nw}: fwd(save) {f:.4f} ms  bwd {bwd:.4f} ms  "
+                  f"max |out - reference| {err:.1e}{'  WRONG' if not err <= 1e-3 else ''}")
+        except Exception as exc:  # e.g. out of registers for a tile
+            print(f"sweep T={T:3d} BLOCK_D={blk:3d} warps={nw}: failed ({type(exc).__name__}: "
+                  f"{str(exc).splitlines()[0][:100]})")
+        sys.stdout.flush()
 
 
 def check_chunks(shapes, ss2d):
@@ -154,9 +157,9 @@ def check_chunks(shapes, ss2d):
         cs_k = cs * keep[None, :, :, :, None]           # only direction k contributes
         ds_k = Ds * keep[:, :, 0]
         ref = ss2d_scan_sequential(x, dt_low, bs, cs_k, w, bias, A, ds_k)
-        for T in (1, 16):
-            out, _, _ = ts.scan_forward(x, dt_low, bs, cs_k, w.float().contiguous(), bias.float().contiguous(),
-                                        A.float().contiguous(), ds_k.float().contiguous(), False, T)
+        for T in (1, 2, 4, 16):
+            out, _ = ts.scan_forward(x, dt_low, bs, cs_k, w.float().contiguous(), bias.float().contiguous(),
+                                     A.float().contiguous(), ds_k.float().contiguous(), False, T)
             print(f"check direction {k} T={T:2d}: max |out - sequential| = {(out - ref).abs().max().item():.2e} "
                   f"(max |ref| {ref.abs().max().item():.2e})")
 
@@ -169,7 +172,7 @@ def main(argv=None):
     ap.add_argument("--backends", default="", help="comma list (default: every available one)")
     ap.add_argument("--sweep", action="store_true", help="tile-size sweep of the Triton kernel")
     ap.add_argument("--check-chunks", action="store_true",
-                    help="per-direction forward error of the Triton kernel for chunk T=1 and T=16")
+                    help="per-direction forward error of the Triton kernel for chunk T=1, 2, 4 and 16")
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
         sys.exit("error: benchmarks/ss2d.py needs a CUDA device")

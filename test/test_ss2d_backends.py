@@ -201,6 +201,39 @@ def test_cuda_backend_rejects_cpu_tensors_clearly():
                          leaves["A"], leaves["Ds"])
 
 
+@needs_cuda
+@pytest.mark.parametrize("chunk", [1, 2, 4])
+def test_cuda_kernel_chunk_sizes_match_sequential(chunk, monkeypatch):
+    """The kernel's in-chunk scan (T > 1) against the oracle, forward and all gradients.
+
+    T = 16 is known to be wrong on Triton 3.6 / H100 (docs/benchmarks/ss2d.md) and is not offered."""
+    from ecmnet_core.ss2d import triton_scan
+
+    monkeypatch.setattr(triton_scan, "CHUNK_T", chunk)
+    size = (2, 20, 5, 37, 3, 16)
+    leaves, rn = make_inputs(*size, device="cuda", seed=7)
+    g = torch.randn(size[0], size[1], size[2], size[3], device="cuda")
+    y_ref, g_ref = run_scan(ss2d_scan_sequential, leaves, rn, g)
+    y, grads = run_scan(get_scan("cuda"), leaves, rn, g)
+    assert_matches(y, y_ref, torch.float32, f"T={chunk} out")
+    for k in g_ref:
+        assert_matches(grads[k], g_ref[k], torch.float32, f"T={chunk} grad {k}")
+
+
+@pytest.fixture(autouse=True)
+def exact_fp32_cuda():
+    """fp32 convolutions and matmuls without TF32 and with deterministic algorithms, so that the
+    oracle is exact and two runs of a network differ only where the code under test differs
+    (TF32 alone moves gradients ~1e-3; the training code switches it on for its own runs)."""
+    flags = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32,
+             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    yield
+    (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32,
+     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark) = flags
+
+
 def _grads(model):
     return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
 

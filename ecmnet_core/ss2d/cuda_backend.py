@@ -4,8 +4,8 @@ Registered under the name `cuda`; loading it raises BackendUnavailable with the 
 when there is no CUDA device or Triton is missing. TRITON_INTERPRET=1 lets the same
 kernels run (slowly) on CPU tensors; that is how forward and backward were checked against
 the reference during development (not in CI: Triton's interpreter needs a patch for numpy 2.4).
-Status on the H100 (docs/benchmarks/ss2d.md): forward with the default chunk T = 1 matches the
-reference to 1e-6 in all four directions; backward and fp16/bf16 have not yet run on the GPU.
+On an H100 (docs/benchmarks/ss2d.md) outputs and all eight gradients match the sequential
+reference in fp32/fp16/bf16 (test/test_ss2d_backends.py), and `auto` picks it first on a GPU.
 """
 from __future__ import annotations
 
@@ -31,9 +31,9 @@ class _SS2DScanFn(torch.autograd.Function):
         a = A.detach().float().contiguous()
         ds = Ds.detach().float().contiguous()
         save = any(ctx.needs_input_grad)
-        out, st_rows, st_cols = ts.scan_forward(x, dt_low, Bs, Cs, w, bias, a, ds, save_states=save)
+        out, states = ts.scan_forward(x, dt_low, Bs, Cs, w, bias, a, ds, save_states=save)
         if save:
-            ctx.save_for_backward(x, dt_low, Bs, Cs, w, bias, a, ds, st_rows, st_cols)
+            ctx.save_for_backward(x, dt_low, Bs, Cs, w, bias, a, ds, states)
             ctx.dtypes = (dt_low.dtype, Bs.dtype, Cs.dtype, dt_weight.dtype, dt_bias.dtype, A.dtype, Ds.dtype)
         return out
 
@@ -41,8 +41,8 @@ class _SS2DScanFn(torch.autograd.Function):
     def backward(ctx, dy):
         from . import triton_scan as ts
 
-        x, dt_low, Bs, Cs, w, bias, a, ds, st_rows, st_cols = ctx.saved_tensors
-        grads = ts.scan_backward(dy, x, dt_low, Bs, Cs, w, bias, a, ds, (st_rows, st_cols))
+        x, dt_low, Bs, Cs, w, bias, a, ds, states = ctx.saved_tensors
+        grads = ts.scan_backward(dy, x, dt_low, Bs, Cs, w, bias, a, ds, states)
         dx, rest = grads[0], grads[1:]
         return (dx,) + tuple(g.to(dt) for g, dt in zip(rest, ctx.dtypes))
 
