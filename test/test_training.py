@@ -38,7 +38,8 @@ def test_few_iterations_reduce_loss_and_write_checkpoints(layout, tmp_path):
     assert trainer.preload == ("none" if layout == "cityscapes" else "cpu")
     result = trainer.fit()
     losses = [h["train_loss"] for h in result["history"]]
-    assert losses[-1] < 0.9 * losses[0], losses
+    # per-epoch losses of 2 random crops are noisy: compare the later epochs' mean with the first
+    assert sum(losses[2:]) / len(losses[2:]) < 0.9 * losses[0], losses
     model, meta = load_model(tmp_path / "run" / "best.pt")
     assert meta["classes"] == trainer.info.classes and meta["colors"] == trainer.info.colors
     assert meta["ignore_index"] == 255 and meta["dataset"] == trainer.info.name
@@ -110,7 +111,7 @@ def test_ddp_gloo_training_and_cli_eval(tmp_path):
                    "train: {epochs: 2, batch_size: 1, crop_size: [32, 32], progress: 'off', val_every: 1}\n"
                    "optim: {lr: 0.01}\nschedule: {warmup_epochs: 0}\n")
     out = tmp_path / "ddp"
-    proc = _torchrun(["-m", "training.train", "--config", str(cfg), "--out", str(out)])
+    proc = _torchrun(["-m", "training.train", "--config", str(cfg), "--out", str(out), "--device", "cpu"])
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
     assert "batch 1 x 2 proc" in log and log.count("epoch 2/2") == 1      # rank 0 logs once
@@ -176,3 +177,14 @@ def test_worker_side_data_error_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: image and mask sizes differ for") and "scene_003" in err[-1]
     assert not any("Traceback" in line for line in err)
+
+
+def test_more_processes_than_gpus_is_a_clear_error(monkeypatch):
+    from ecmnet_core.cli_common import UserError
+    from training.distributed import init_from_env
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(UserError, match="LOCAL_RANK 1 has no GPU: 1 CUDA device.*--device cpu"):
+        init_from_env("auto")
