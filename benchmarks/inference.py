@@ -16,6 +16,7 @@ same dtype, same CUDA graph capture, same engine). Ratios are ECMNet / peer p50.
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime as dt
 import json
 import platform
@@ -103,9 +104,13 @@ def time_network(model, size, precision, iters, warmup, graphs=True, channels_la
     return dict(percentiles([s.elapsed_time(e) for s, e in events]), mode=mode)
 
 
-def time_engine(model, meta, size, precision, iters, warmup, graphs=True, fold=True):
+def time_engine(model, meta, size, precision, iters, warmup, graphs=True, fold=True, compile=False):
     engine = SegmentationEngine.from_model(model, meta, device="cuda", precision=precision,
-                                           cuda_graphs=graphs, fold_bn=fold)
+                                           cuda_graphs=graphs, fold_bn=fold, compile=compile)
+    return time_infer(engine, size, iters, warmup)
+
+
+def time_infer(engine, size, iters, warmup):
     img = (np.random.default_rng(0).random((*size, 3)) * 255).astype(np.uint8)
     for _ in range(warmup):
         engine.infer(img)
@@ -135,6 +140,65 @@ def profile(model, size, precision, rows=30):
     print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=rows, max_name_column_width=60))
 
 
+def check_compiled_engine(compiled, model, meta, size, precision):
+    """The compiled engine computes the same masks as the plain one (the rewrite is exact math;
+    fp16 rounding differs, so a few near-tie pixels may flip)."""
+    img = (np.random.default_rng(1).random((*size, 3)) * 255).astype(np.uint8)
+    plain = SegmentationEngine.from_model(model, meta, device="cuda", precision=precision)
+    same = np.mean(plain.infer(img).mask == compiled.infer(img).mask)
+    print(f"  compiled engine vs plain engine: {same * 100:.3f}% of mask pixels equal")
+
+
+def compiled_comparison(base, peers, meta, size, prec, backend, args):
+    """Best treatment for every model: torch.compile + CUDA graph (ECMNet's depthwise convs as
+    shifted multiply-adds, which the compiler fuses; the engine does the same with compile=True)."""
+    print(f"compiled: torch.compile(dynamic=False) + CUDA graph, {size[0]}x{size[1]} {prec}, batch 1")
+    print(f"{'model':<8} {'ss2d':<10} | {'net p50':>8} {'p99':>7} {'FPS':>7} | {'e2e p50':>8} {'p99':>7} "
+          f"{'FPS':>7} | compile+warm-up s")
+    rows = []
+    for name in ["ECMNet"] + list(peers):
+        ecm = name == "ECMNet"
+        if ecm:
+            src = ECMNet(num_classes=NUM_CLASSES, ss2d_backend=backend).eval()
+            src.load_state_dict(base.state_dict())
+        else:
+            src = peers[name]
+        try:
+            t0 = time.perf_counter()
+            net_model = torch.compile(prepare(copy.deepcopy(src), prec, ecmnet=ecm, shifts=ecm),
+                                      dynamic=False)
+            net = time_network(net_model, size, prec, args.iters, args.warmup)
+            t1 = time.perf_counter()
+            del net_model
+            engine_src = src if ecm else prepare(copy.deepcopy(src), "fp32", ecmnet=False).cpu()
+            engine = SegmentationEngine.from_model(engine_src, meta, device="cuda", precision=prec,
+                                                   fold_bn=ecm, compile=True)
+            e2e = time_infer(engine, size, args.iters, args.warmup)
+            t2 = time.perf_counter()
+            if ecm:
+                check_compiled_engine(engine, src, meta, size, prec)
+                if args.profile:
+                    print(f"profile: ECMNet[{backend}] compiled (depthwise as shifts), {size[0]}x{size[1]} {prec}")
+                    profile(torch.compile(prepare(copy.deepcopy(src), prec, shifts=True),
+                                          dynamic=False), size, prec, rows=25)
+        except Exception as exc:  # noqa: BLE001 - one failing model must not stop the run
+            print(f"{name:<8} FAILED: {type(exc).__name__}: {str(exc).splitlines()[0][:150]}")
+            continue
+        rows.append(dict(model=name, backend=backend if ecm else "-", size=list(size), precision=prec,
+                         net=net, e2e=e2e, compiled=True))
+        print(f"{name:<8} {backend if ecm else '-':<10} | {net['p50']:>8.3f} {net['p99']:>7.3f} {net['fps']:>7.1f} | "
+              f"{e2e['p50']:>8.3f} {e2e['p99']:>7.3f} {e2e['fps']:>7.1f} | {t1 - t0:.0f} / {t2 - t1:.0f}"
+              f"{'' if net['mode'] == 'graph' else '  (net not graphed)'}", flush=True)
+        torch.cuda.empty_cache()
+    ecm = next((r for r in rows if r["model"] == "ECMNet"), None)
+    for r in rows:
+        if ecm and r is not ecm:
+            print(f"  ratio ECMNet[{backend}]/{r['model']} p50 compiled: net {ecm['net']['p50'] / r['net']['p50']:.2f}, "
+                  f"e2e {ecm['e2e']['p50'] / r['e2e']['p50']:.2f}  (<1 means ECMNet is faster)")
+    print()
+    return rows
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=parse_sizes, default=parse_sizes("360x480,1024x1024,1024x2048"))
@@ -149,12 +213,25 @@ def main(argv=None):
     ap.add_argument("--compile-both-layouts", action="store_true",
                     help="ablation: torch.compile for NCHW as well as channels_last (slow: ~100 s each)")
     ap.add_argument("--profile", action="store_true", help="torch.profiler table at the largest size")
+    ap.add_argument("--inductor", action="append", default=[], metavar="KEY=VALUE",
+                    help="torch._inductor.config option for every torch.compile of this run, e.g. "
+                         "conv_1x1_as_mm=True (repeatable; printed with the results)")
+    ap.add_argument("--compiled", action="store_true",
+                    help="every model with torch.compile + CUDA graph at the largest size and last precision, "
+                         "network and engine (slow: ~1-2 min of compiling per model)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
         print("error: benchmarks/inference.py needs a CUDA GPU", file=sys.stderr)
         return 2
     warnings.simplefilter("ignore", UserWarning)
+    for item in args.inductor:
+        import ast
+        import torch._inductor.config as inductor_config
+
+        key, _, value = item.partition("=")
+        setattr(inductor_config, key, ast.literal_eval(value))
+        print(f"torch._inductor.config.{key} = {getattr(inductor_config, key)!r}")
     torch.backends.cudnn.benchmark = True
     avail = available_backends()
     backends = args.backends.split(",") if args.backends else [
@@ -184,10 +261,10 @@ def main(argv=None):
                     model = ECMNet(num_classes=NUM_CLASSES, ss2d_backend=backend).eval()
                     model.load_state_dict(base.state_dict())
                     src = model
-                    net_model = prepare(__import__("copy").deepcopy(model), prec, ecmnet=True)
+                    net_model = prepare(copy.deepcopy(model), prec, ecmnet=True)
                 else:
                     src = peers[name]
-                    net_model = prepare(__import__("copy").deepcopy(src), prec, ecmnet=False)
+                    net_model = prepare(copy.deepcopy(src), prec, ecmnet=False)
                 try:
                     net = time_network(net_model, size, prec, args.iters, args.warmup)
                     del net_model
@@ -196,7 +273,7 @@ def main(argv=None):
                         if name == "ECMNet":
                             e2e = time_engine(src, meta, size, prec, args.iters, args.warmup)
                         else:
-                            peer = prepare(__import__("copy").deepcopy(src), "fp32", ecmnet=False).cpu()
+                            peer = prepare(copy.deepcopy(src), "fp32", ecmnet=False).cpu()
                             e2e = time_engine(peer, meta, size, prec, args.iters, args.warmup, fold=False)
                 except Exception as exc:  # noqa: BLE001 - a broken backend must not stop the run
                     print(f"{name:<8} {backend:<10} FAILED: {type(exc).__name__}: {str(exc).splitlines()[0][:150]}")
@@ -241,13 +318,13 @@ def main(argv=None):
                     ("BN folded, NCHW (not channels_last), CUDA graph", dict(fold=True, channels_last=False),
                      dict(graphs=True, channels_last=False))]
         for label, kw, tkw in variants:
-            m = prepare(__import__("copy").deepcopy(model), prec, ecmnet=True, **kw)
+            m = prepare(copy.deepcopy(model), prec, ecmnet=True, **kw)
             r = time_network(m, largest, prec, args.iters, args.warmup, **tkw)
             print(f"  {label:<58} p50 {r['p50']:.3f}  p99 {r['p99']:.3f}  ({r['mode']})", flush=True)
         compiled = [(True, False), (True, True)] + ([(False, False)] if args.compile_both_layouts else [])
         for cl, shifts in compiled:
             try:
-                m = prepare(__import__("copy").deepcopy(model), prec, ecmnet=True, channels_last=cl, shifts=shifts)
+                m = prepare(copy.deepcopy(model), prec, ecmnet=True, channels_last=cl, shifts=shifts)
                 t0 = time.perf_counter()
                 cm = torch.compile(m, dynamic=False)
                 r = time_network(cm, largest, prec, args.iters, args.warmup, graphs=True, channels_last=cl)
@@ -258,6 +335,8 @@ def main(argv=None):
             except Exception as exc:  # noqa: BLE001
                 print(f"  torch.compile failed: {type(exc).__name__}: {str(exc)[:200]}")
         print()
+    if args.compiled:
+        results += compiled_comparison(base, peers, meta, largest, prec, best_backend, args)
     if args.json:
         args.json.write_text(json.dumps({"device": torch.cuda.get_device_name(), "torch": torch.__version__,
                                          "date": dt.datetime.now(dt.timezone.utc).isoformat(), "results": results},

@@ -61,7 +61,8 @@ def bench_engine(args, size, frames):
     from ecmnet_ros.engine_setup import build_engine
     from ecmnet_ros.params import parse_resolution
 
-    engine = build_engine(args.weights, args.device, args.backend, args.precision, parse_resolution(args.resolution))
+    engine = build_engine(args.weights, args.device, args.backend, args.precision, parse_resolution(args.resolution),
+                          compile=args.compile)
     img = test_image(*size)
     for _ in range(args.warmup):
         engine.infer(img, color=True)
@@ -172,6 +173,7 @@ def main(argv=None):
     p.add_argument("--device", default="auto")
     p.add_argument("--backend", default="auto")
     p.add_argument("--precision", default="fp32")
+    p.add_argument("--compile", action="store_true", help="node parameter compile:=true (torch.compile, CUDA)")
     p.add_argument("--resolution", default="native", help="node resolution parameter (default native)")
     p.add_argument("--only", choices=("all", "engine", "dds"), default="all",
                    help="engine: skip DDS rows; dds: only the echo + node rows")
@@ -196,7 +198,7 @@ def main(argv=None):
     date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     dev = device_name(args.device)
     print(f"# node latency benchmark\ndate: {date}\ndevice: {dev}\nweights: {weights_label}, resolution "
-          f"{args.resolution}, backend {args.backend}, precision {args.precision}, frames/size {frames} "
+          f"{args.resolution}, backend {args.backend}, precision {args.precision}{', compile' if args.compile else ''}, frames/size {frames} "
           f"(+{args.warmup} warm-up)", flush=True)
     results = {"date": date, "device": dev, "weights": weights_label, "resolution": args.resolution,
                "precision": args.precision, "frames": frames, "sizes": {}}
@@ -234,6 +236,7 @@ def main(argv=None):
                            "-p", f"weights:={args.weights}", "-p", f"device:={args.device}",
                            "-p", f"backend:={args.backend}", "-p", f"precision:={args.precision}",
                            "-p", f"resolution:={args.resolution}", "-p", "input_topics:=[/bench/image_raw]",
+                           "-p", f"compile:={'true' if args.compile else 'false'}",
                            "-p", "qos_reliability:=reliable", "-p", "camera_info_passthrough:=false",
                            "-p", "publish_color:=true", "-p", f"latency_window:={frames}",
                            "-p", "diagnostics_period:=0.2"]

@@ -306,15 +306,16 @@ class SegmentationEngine:
     channels_last: run the network in NHWC memory layout (default; the 1x1 convolutions that
         dominate prefer it) or plain NCHW (faster cuDNN/native depthwise kernels on some GPUs).
     cudnn_benchmark: let cuDNN autotune convolutions per shape (process-wide flag; CUDA only).
-    depthwise_as_shifts: write depthwise convolutions as shifted multiply-adds, which only
-        pays together with compile=True (see docs/benchmarks/inference.md).
+    depthwise_as_shifts: write depthwise convolutions as shifted multiply-adds that
+        torch.compile fuses with their neighbours; None (default) = on exactly when compile=True
+        on CUDA, where it is what makes compile pay (docs/benchmarks/inference.md).
     """
 
     def __init__(self, weights=None, device: str = "auto", ss2d_backend: str = "auto",
                  precision: str = "fp32", input_size: Optional[Sequence[int]] = None, *,
                  runtime: str = "auto", cuda_graphs: bool = True, compile: bool = False,
                  fold_bn: bool = True, channels_last: bool = True, cudnn_benchmark: bool = True,
-                 depthwise_as_shifts: bool = False, cache_dir=None):
+                 depthwise_as_shifts: Optional[bool] = None, cache_dir=None):
         if runtime == "auto" and ss2d_backend in ("onnxruntime", "tensorrt"):
             runtime, ss2d_backend = ss2d_backend, "export"     # ROS param `backend: tensorrt`
         if runtime not in RUNTIMES:
@@ -356,7 +357,7 @@ class SegmentationEngine:
     def from_model(cls, model: nn.Module, metadata: dict, device: str = "auto", precision: str = "fp32",
                    input_size: Optional[Sequence[int]] = None, *, cuda_graphs: bool = True,
                    compile: bool = False, fold_bn: bool = True, channels_last: bool = True,
-                   cudnn_benchmark: bool = True, depthwise_as_shifts: bool = False) -> "SegmentationEngine":
+                   cudnn_benchmark: bool = True, depthwise_as_shifts: Optional[bool] = None) -> "SegmentationEngine":
         """Wrap an in-memory model (a copy is optimised; the caller's model is untouched).
 
         metadata needs classes, colors, mean, std (see checkpoint.make_metadata).
@@ -390,9 +391,11 @@ class SegmentationEngine:
                 raise ValueError(f"input_size must be (H, W) with both >= 16, got {input_size}")
         self.input_size = input_size
 
-    def _setup_torch(self, model, meta, fold_bn, compile_, cuda_graphs, depthwise_as_shifts=False):
+    def _setup_torch(self, model, meta, fold_bn, compile_, cuda_graphs, depthwise_as_shifts=None):
         self.metadata = meta
         model = model.eval()
+        if depthwise_as_shifts is None:
+            depthwise_as_shifts = bool(compile_) and self.device.type == "cuda"
         if fold_bn or depthwise_as_shifts or self.device.type == "cuda":
             model = optimize_for_inference(model, fold_bn=fold_bn, depthwise_as_shifts=depthwise_as_shifts)
         model = model.to(self.device, memory_format=self.memory_format)

@@ -26,7 +26,8 @@ def model_input_size(weights) -> Optional[Tuple[int, int]]:
     return (int(size[0]), int(size[1])) if size else None
 
 
-def build_engine(weights, device: str, backend: str, precision: str, resolution: Resolution):
+def build_engine(weights, device: str, backend: str, precision: str, resolution: Resolution,
+                 compile: bool = False):
     from ecmnet_core.engine import SegmentationEngine
 
     if resolution == "native":
@@ -35,8 +36,9 @@ def build_engine(weights, device: str, backend: str, precision: str, resolution:
         size = model_input_size(weights)
     else:
         size = tuple(resolution)
+    kwargs = {"compile": True} if compile else {}
     return SegmentationEngine(weights or None, device=device, ss2d_backend=backend, precision=precision,
-                              input_size=size)
+                              input_size=size, **kwargs)
 
 
 def backend_name(engine) -> str:

@@ -112,10 +112,19 @@ class SegmentationNode(Node):
                                   "(set allow_cpu_fallback:=true to run on CPU)")
             self.get_logger().warning(f"device {device} requested but CUDA is not available: running on CPU")
             device = "cpu"
-        if precision != "fp32" and (device == "cpu" or (device == "auto" and not torch.cuda.is_available())):
+        on_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
+        if precision != "fp32" and on_cpu:
             self.get_logger().warning(f"precision {precision} needs CUDA: using fp32 on CPU")
             precision = "fp32"
-        engine = build_engine(self.cfg.weights, device, self.cfg.backend, precision, self.cfg.resolution)
+        compile_ = bool(self.cfg.compile)
+        if compile_ and on_cpu:
+            self.get_logger().warning("compile needs CUDA: running uncompiled on CPU")
+            compile_ = False
+        if compile_ and self.cfg.resolution == "native":
+            self.get_logger().warning("compile with resolution 'native': the first frame of every new image "
+                                      "size compiles for ~2 min; set resolution to the camera size (HxW)")
+        engine = build_engine(self.cfg.weights, device, self.cfg.backend, precision, self.cfg.resolution,
+                              compile=compile_)
         self.backend_name = backend_name(engine)
         return engine
 

@@ -14,10 +14,10 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 # launch argument -> node parameter (launch-only arguments: namespace, params_file, log_level)
-OVERRIDES = ("weights", "backend", "device", "precision", "resolution", "input_topics", "output_prefixes",
-             "publish_overlay", "publish_confidence")
+OVERRIDES = ("weights", "backend", "device", "precision", "compile", "resolution", "input_topics",
+             "output_prefixes", "publish_overlay", "publish_confidence")
 LIST_PARAMETERS = ("input_topics", "output_prefixes")
-BOOL_PARAMETERS = ("publish_overlay", "publish_confidence")
+BOOL_PARAMETERS = ("compile", "publish_overlay", "publish_confidence")
 
 
 def _default_params_file():
@@ -59,6 +59,7 @@ def generate_launch_description():
         DeclareLaunchArgument("backend", default_value="", description="SS2D backend: auto, reference, cuda, mamba"),
         DeclareLaunchArgument("device", default_value="", description="auto, cpu, cuda, cuda:N"),
         DeclareLaunchArgument("precision", default_value="", description="fp32, fp16, bf16"),
+        DeclareLaunchArgument("compile", default_value="", description="true/false: torch.compile on CUDA"),
         DeclareLaunchArgument("resolution", default_value="", description="model, native or HxW (e.g. 360x480)"),
         DeclareLaunchArgument("input_topics", default_value="",
                               description="comma-separated camera topics (/compressed suffix = CompressedImage)"),

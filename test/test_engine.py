@@ -197,6 +197,26 @@ def test_depthwise_as_shifts_is_the_same_convolution():
     assert not _is_same_depthwise(torch.nn.Conv2d(6, 12, 3, padding=1, groups=6))
 
 
+def test_depthwise_rewrite_follows_compile_on_cuda_only(tiny_checkpoint):
+    """compile=True on CUDA brings the shifted-depthwise rewrite (what makes compiling pay);
+    on CPU, or when asked explicitly, it follows the argument. No inference here: nothing compiles."""
+    from ecmnet_core.engine import _ShiftedDepthwiseConv
+
+    model, meta = load_model(tiny_checkpoint)
+
+    def shifted(engine):
+        return sum(isinstance(m, _ShiftedDepthwiseConv) for m in engine.model.modules())
+
+    plain = SegmentationEngine.from_model(model, meta, device="cpu")
+    compiled_cpu = SegmentationEngine.from_model(model, meta, device="cpu", compile=True)
+    forced = SegmentationEngine.from_model(model, meta, device="cpu", depthwise_as_shifts=True)
+    assert shifted(plain) == 0 and shifted(compiled_cpu) == 0 and compiled_cpu.compiled
+    assert shifted(forced) > 10
+    np.testing.assert_array_equal(forced.infer(_image()).mask, plain.infer(_image()).mask)
+    if torch.cuda.is_available():
+        assert shifted(SegmentationEngine.from_model(model, meta, device="cuda", compile=True)) > 10
+
+
 def test_node_engine_setup_runs_onnx_weights(onnx_file, cpu_engine):
     # the node builds its engine through engine_setup; `backend: onnxruntime` + .onnx weights must work
     from ecmnet_ros.engine_setup import backend_name, build_engine, resolution_text

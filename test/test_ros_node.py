@@ -369,6 +369,18 @@ def test_cuda_request_falls_back_to_cpu_when_absent(harness, tiny_checkpoint):
             Parameter("allow_cpu_fallback", value=False)])
 
 
+def test_compile_on_cpu_warns_and_runs_uncompiled(harness, tiny_checkpoint, capfd):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present: compile would be honoured")
+    node = SegmentationNode("seg_compile_cpu", context=harness.context, parameter_overrides=[
+        Parameter("weights", value=str(tiny_checkpoint)), Parameter("device", value="cpu"),
+        Parameter("compile", value=True), Parameter("warmup", value=False)])
+    assert node.engine.compiled is False and node.get_parameter("compile").value is True
+    assert "compile needs CUDA: running uncompiled on CPU" in capfd.readouterr().err
+    node.destroy_node()
+
+
 def test_runtime_parameter_changes_and_typo_warning(harness, tiny_checkpoint, capfd):
     node = SegmentationNode("seg_params", context=harness.context, parameter_overrides=[
         Parameter("weights", value=str(tiny_checkpoint)), Parameter("device", value="cpu"),

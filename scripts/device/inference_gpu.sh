@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# One GPU session for issue 7 (run tool, kind nvidia-h100-x1, carry [".whl"], timeout 600):
+# SS2D parity tests (while mamba-ssm builds for sm_90 in the background), then
+# benchmarks/inference.py over every SS2D backend incl. mamba, then the node's end-to-end latency
+# over real DDS (ROS 2 cp312 wheels carried in .whl/ros312, see docs/benchmarks/node_latency.md).
+# ABLATION=1 runs only the inference ablation (torch.compile variants) at 1024x2048 fp16.
+# PROFILE_COMPILED=1: compiled ECMNet only, with a torch.profiler table of the compiled network.
+# INDUCTOR='--inductor k=v ...' with COMPILED=1: only the comparison, with those compiler options.
+# COMPILED=1 runs only the compiled comparison (ECMNet vs peers, all with torch.compile) at
+# 1024x2048 fp16 and the node latency with compile:=true, fp16 (carry .whl/ros312).
+. "$(dirname "$0")/session.sh" /tmp/inference_gpu
+
+if [ -n "${ABLATION:-}" ]; then
+  step inference_ablation 560 python benchmarks/inference.py --sizes 1024x2048 --precisions fp16 \
+    --backends cuda --no-peers --no-engine --iters 100 --warmup 10 --ablation
+  exit $status
+fi
+
+ros_env() {
+  P=/tmp/rosp
+  [ -d $P ] || python -m pip install -q --no-index --no-deps --prefix $P .whl/ros312/*.whl
+  SP=$(dirname "$(find $P -type d -path '*-packages/rclpy' | head -1)")
+  LIB=$(dirname "$(find $P -name librcl.so | head -1)")
+  ROS_ENV=(PYTHONPATH=.:$SP LD_LIBRARY_PATH=$LIB:$(ls -d "$SP"/ros_*.libs | tr '\n' ':') RMW_IMPLEMENTATION=rmw_fastrtps_cpp)
+}
+
+if [ -n "${PROFILE_COMPILED:-}" ]; then
+  step inference_compiled_profile 560 python benchmarks/inference.py --sizes 1024x2048 --precisions fp16 \
+    --backends cuda --no-engine --no-peers --iters 100 --warmup 10 --compiled --profile
+  exit $status
+fi
+if [ -n "${COMPILED:-}" ]; then
+  step inference_compiled 380 python benchmarks/inference.py --sizes 1024x2048 --precisions fp16 \
+    --backends cuda --no-engine --iters 100 --warmup 10 --compiled --json "$OUT/inference_compiled.json" \
+    ${INDUCTOR:+$INDUCTOR}
+  [ -n "${INDUCTOR:-}" ] && exit $status
+  ros_env
+  step node_latency_compiled $(( 585 - SECONDS )) env "${ROS_ENV[@]}" python benchmarks/node_latency.py \
+    --device cuda --precision fp16 --compile --resolution 1024x2048 --sizes 1024x2048 --frames 30 --timeout 200 \
+    --json "$OUT/node_latency_compiled.json"
+  exit $status
+fi
+
+( bash scripts/device/build_mamba_ssm.sh > "$OUT/mamba_build.txt" 2>&1; echo "rc=$?" >> "$OUT/mamba_build.txt" ) &
+build=$!
+step pytest_ss2d 150 python -m pytest -q test/test_ss2d_backends.py
+wait $build
+tail -2 "$OUT/mamba_build.txt"
+step inference 300 env PYTHONPATH=.whl/mamba_site:.whl/mamba_deps:$PYTHONPATH python benchmarks/inference.py \
+  --sizes 360x480,1024x1024,1024x2048 --precisions fp32,fp16 --iters 100 --warmup 10 --profile \
+  --json "$OUT/inference.json"
+
+ros_env
+step node_latency $(( 585 - SECONDS )) env "${ROS_ENV[@]}" python benchmarks/node_latency.py --device cuda --frames 30 --timeout 60 \
+  --json "$OUT/node_latency.json"
+exit $status
