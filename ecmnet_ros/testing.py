@@ -1,6 +1,6 @@
 """Helpers to drive the node over real DDS from tests and benchmarks.
 
-`RosHarness` owns an isolated rclpy context spun on a background thread; `Probe` is a
+`RosHarness` owns an isolated rclpy context whose nodes spin on background threads; `Probe` is a
 plain node that publishes images and records whatever arrives on the topics it watches.
 """
 from __future__ import annotations
@@ -74,44 +74,76 @@ def image_msg(arr: np.ndarray, encoding: str, frame_id: str = "camera", sec: int
 
 
 class RosHarness:
-    """An rclpy context + executor thread; nodes added here spin until close()."""
+    """An rclpy context whose nodes each spin on a thread of their own until removed or close().
+
+    Why one executor per node: rclpy does not support destroying entities while an executor
+    that holds them spins (ros2/rclpy#1284, #1355: the spin thread dies with InvalidHandle and
+    every node on it goes silent). remove() first stops the node's own spin thread, then
+    destroys the node, so no executor ever sees a destroyed entity. Each node gets a
+    SingleThreadedExecutor, as under `rclpy.spin(node)` in production. An exception escaping a
+    callback is recorded and raised by close() instead of silently stopping the spin.
+    """
+
+    SPIN_PERIOD_S = 0.05      # how often a spin thread checks its stop flag when idle
 
     def __init__(self, domain_id: Optional[int] = None):
         import rclpy
-        from rclpy.executors import MultiThreadedExecutor
 
         self.domain_id = isolate_ros_domain() if domain_id is None else domain_id
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=self.domain_id)
-        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
+        self._spinners: Dict[object, tuple] = {}
+        self._lock = threading.Lock()
+        self.errors: List[str] = []
 
-    def _spin(self):
-        from rclpy.executors import ExternalShutdownException
+    def _spin(self, executor, stop: threading.Event, name: str) -> None:
+        from rclpy.executors import ExternalShutdownException, ShutdownException
 
-        try:
-            self.executor.spin()
-        except (ExternalShutdownException, Exception):  # noqa: BLE001 - shutting down
-            pass
+        while not stop.is_set() and self.context.ok():
+            try:
+                executor.spin_once(timeout_sec=self.SPIN_PERIOD_S)
+            except (ExternalShutdownException, ShutdownException):
+                return
+            except Exception as exc:  # noqa: BLE001 - record, keep the node serving
+                self.errors.append(f"{name}: {type(exc).__name__}: {exc}")
 
     def add(self, node):
-        self.executor.add_node(node)
+        from rclpy.executors import SingleThreadedExecutor
+
+        executor = SingleThreadedExecutor(context=self.context)
+        executor.add_node(node)
+        stop = threading.Event()
+        thread = threading.Thread(target=self._spin, args=(executor, stop, node.get_name()), daemon=True,
+                                  name=f"spin {node.get_name()}")
+        with self._lock:
+            self._spinners[node] = (executor, thread, stop)
+        thread.start()
         return node
 
+    def get_nodes(self) -> list:
+        with self._lock:
+            return list(self._spinners)
+
     def remove(self, node):
-        self.executor.remove_node(node)
+        """Stop the node's spin thread, then destroy the node."""
+        with self._lock:
+            executor, thread, stop = self._spinners.pop(node)
+        stop.set()
+        thread.join(timeout=30)
+        if thread.is_alive():
+            self.errors.append(f"{node.get_name()}: spin thread did not stop within 30 s")
+        else:
+            executor.shutdown(timeout_sec=5)
         node.destroy_node()
 
     def close(self):
         import rclpy
 
-        for node in list(self.executor.get_nodes()):
-            self.executor.remove_node(node)
-            node.destroy_node()
-        self.executor.shutdown(timeout_sec=5)
+        for node in self.get_nodes():
+            self.remove(node)
         rclpy.try_shutdown(context=self.context)
-        self._thread.join(timeout=5)
+        if self.errors:
+            raise RuntimeError("errors while spinning: " + "; ".join(self.errors))
 
     def __enter__(self):
         return self
