@@ -104,6 +104,11 @@ def time_network(model, size, precision, iters, warmup, graphs=True, channels_la
     return dict(percentiles([s.elapsed_time(e) for s, e in events]), mode=mode)
 
 
+def peer_engine_source(peer):
+    """The engine folds BN only for ECMNet: a peer enters it already folded, in fp32, on the CPU."""
+    return prepare(copy.deepcopy(peer), "fp32", ecmnet=False).cpu()
+
+
 def time_engine(model, meta, size, precision, iters, warmup, graphs=True, fold=True, compile=False):
     engine = SegmentationEngine.from_model(model, meta, device="cuda", precision=precision,
                                            cuda_graphs=graphs, fold_bn=fold, compile=compile)
@@ -169,18 +174,17 @@ def compiled_comparison(base, peers, meta, size, prec, backend, args):
                                       dynamic=False)
             net = time_network(net_model, size, prec, args.iters, args.warmup)
             t1 = time.perf_counter()
-            del net_model
-            engine_src = src if ecm else prepare(copy.deepcopy(src), "fp32", ecmnet=False).cpu()
+            engine_src = src if ecm else peer_engine_source(src)
             engine = SegmentationEngine.from_model(engine_src, meta, device="cuda", precision=prec,
                                                    fold_bn=ecm, compile=True)
             e2e = time_infer(engine, size, args.iters, args.warmup)
             t2 = time.perf_counter()
             if ecm:
                 check_compiled_engine(engine, src, meta, size, prec)
-                if args.profile:
+                if args.profile:   # the network compiled above: no second compilation
                     print(f"profile: ECMNet[{backend}] compiled (depthwise as shifts), {size[0]}x{size[1]} {prec}")
-                    profile(torch.compile(prepare(copy.deepcopy(src), prec, shifts=True),
-                                          dynamic=False), size, prec, rows=25)
+                    profile(net_model, size, prec, rows=25)
+            del net_model
         except Exception as exc:  # noqa: BLE001 - one failing model must not stop the run
             print(f"{name:<8} FAILED: {type(exc).__name__}: {str(exc).splitlines()[0][:150]}")
             continue
@@ -273,8 +277,7 @@ def main(argv=None):
                         if name == "ECMNet":
                             e2e = time_engine(src, meta, size, prec, args.iters, args.warmup)
                         else:
-                            peer = prepare(copy.deepcopy(src), "fp32", ecmnet=False).cpu()
-                            e2e = time_engine(peer, meta, size, prec, args.iters, args.warmup, fold=False)
+                            e2e = time_engine(peer_engine_source(src), meta, size, prec, args.iters, args.warmup, fold=False)
                 except Exception as exc:  # noqa: BLE001 - a broken backend must not stop the run
                     print(f"{name:<8} {backend:<10} FAILED: {type(exc).__name__}: {str(exc).splitlines()[0][:150]}")
                     torch.cuda.synchronize()

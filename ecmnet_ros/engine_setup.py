@@ -36,9 +36,8 @@ def build_engine(weights, device: str, backend: str, precision: str, resolution:
         size = model_input_size(weights)
     else:
         size = tuple(resolution)
-    kwargs = {"compile": True} if compile else {}
     return SegmentationEngine(weights or None, device=device, ss2d_backend=backend, precision=precision,
-                              input_size=size, **kwargs)
+                              input_size=size, compile=compile)
 
 
 def backend_name(engine) -> str:
