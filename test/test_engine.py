@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ecmnet_core.checkpoint import load_model
-from ecmnet_core.engine import SegmentationEngine, fold_batchnorm, optimize_for_inference
+from ecmnet_core.engine import SegmentationEngine
 from ecmnet_core.export import main as export_main
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -60,26 +60,6 @@ def test_bad_inputs_are_clear(cpu_engine):
         SegmentationEngine(None, device="cpu", precision="fp16")
     with pytest.raises(ValueError, match="runtime must be one of"):
         SegmentationEngine(None, device="cpu", runtime="tvm")
-
-
-def test_fold_batchnorm_is_equivalent(tiny_checkpoint):
-    model, _ = load_model(tiny_checkpoint)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.3, 0.3)
-            m.running_var.uniform_(0.5, 2.0)
-    x = torch.randn(2, 3, 64, 96).contiguous(memory_format=torch.channels_last)
-    with torch.no_grad():
-        ref = model(x)
-        import copy
-        opt = optimize_for_inference(copy.deepcopy(model))
-        got = opt(x)
-    assert fold_batchnorm(copy.deepcopy(model)) >= 40
-    assert all(len(m.dw) == 1 for m in opt.msau)                    # 3x3 + 5x5 + 7x7 merged
-    assert type(opt.enc1[0].atrous[2]).__name__ == "_PooledDualDirectionAttention"
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) and type(p).__name__ == "ConvBNAct"
-                   for p in opt.modules() for m in p.children())
-    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
 
 
 @pytest.fixture(scope="module")
@@ -182,25 +162,10 @@ def test_gpu_backends_agree(tiny_checkpoint, backend):
         assert other.uses_cuda_graph(1, 96, 128)
 
 
-def test_depthwise_as_shifts_is_the_same_convolution():
-    from ecmnet_core.engine import _ShiftedDepthwiseConv, _is_same_depthwise
-
-    torch.manual_seed(0)
-    x = torch.randn(2, 6, 13, 17)
-    for kernel, dilation in [((3, 1), (4, 1)), ((1, 3), (1, 8)), ((7, 7), (1, 1)), ((3, 3), (2, 2))]:
-        padding = tuple(d * (k - 1) // 2 for k, d in zip(kernel, dilation))
-        conv = torch.nn.Conv2d(6, 6, kernel, padding=padding, dilation=dilation, groups=6, bias=True)
-        assert _is_same_depthwise(conv)
-        with torch.no_grad():
-            torch.testing.assert_close(_ShiftedDepthwiseConv(conv)(x), conv(x), rtol=1e-5, atol=1e-5)
-    assert not _is_same_depthwise(torch.nn.Conv2d(6, 6, 3, stride=2, padding=1, groups=6))
-    assert not _is_same_depthwise(torch.nn.Conv2d(6, 12, 3, padding=1, groups=6))
-
-
 def test_depthwise_rewrite_follows_compile_on_cuda_only(tiny_checkpoint):
     """compile=True on CUDA brings the shifted-depthwise rewrite (what makes compiling pay);
     on CPU, or when asked explicitly, it follows the argument. No inference here: nothing compiles."""
-    from ecmnet_core.engine import _ShiftedDepthwiseConv
+    from ecmnet_core.inference_rewrites import _ShiftedDepthwiseConv
 
     model, meta = load_model(tiny_checkpoint)
 

@@ -1,0 +1,43 @@
+"""Dual-direction attention (DDA) on pooled descriptors: both axes in one Triton launch.
+
+Why: after the axis means, DDA's work is tiny (a C x H and a C x W descriptor), but
+written with PyTorch ops it is about ten kernel launches per EDAB (q/k/v projections,
+two score matmuls, two softmaxes, two value matmuls). At batch 1 those launches cost
+more GPU time than the full-resolution work around them (21 EDABs per forward). The
+kernel in dda_gate_triton.py projects, attends and reduces both axes in one launch
+(flash-attention style online softmax, fp32 accumulation); `dda_gates_reference` is
+the same function in PyTorch, used on CPU, without Triton, and as the test oracle.
+"""
+from __future__ import annotations
+
+import importlib.util
+
+import torch
+
+_op = None
+if importlib.util.find_spec("triton") is not None and torch.cuda.is_available():
+    try:
+        from .dda_gate_triton import dda_gates_op as _op
+    except Exception as exc:  # noqa: BLE001 - a Triton too old for the kernel: PyTorch ops instead
+        import warnings
+
+        warnings.warn(f"fused DDA kernel unavailable ({type(exc).__name__}: {exc}); using PyTorch ops")
+
+
+def dda_gates_reference(pooled, w_qk, w_v, inner: int, split: int, scale: float):
+    """pooled: B x C x (H + W), the H-axis descriptor (mean over W) then the W-axis one.
+    w_qk: 2*inner x C, w_v: C x C. Returns B x C x (H + W): attention output per axis."""
+    proj = torch.einsum("oc,bcl->bol", torch.cat([w_qk, w_v]), pooled)
+    out = []
+    for seg in (slice(0, split), slice(split, pooled.shape[2])):
+        q, k, v = proj[:, :inner, seg], proj[:, inner:2 * inner, seg], proj[:, 2 * inner:, seg]
+        attn = torch.softmax(torch.einsum("bcl,bcm->blm", q, k) * scale, dim=-1)
+        out.append(torch.einsum("bcm,blm->bcl", v, attn))
+    return torch.cat(out, dim=2)
+
+
+def dda_gates(pooled, w_qk, w_v, inner: int, split: int, scale: float):
+    """The Triton kernel on CUDA when Triton is installed, else the PyTorch reference."""
+    if pooled.is_cuda and _op is not None:
+        return _op(pooled, w_qk, w_v, inner, split, scale)
+    return dda_gates_reference(pooled, w_qk, w_v, inner, split, scale)

@@ -1,0 +1,135 @@
+"""The engine's inference rewrites compute the trained model's function (CPU), and the
+fused dual-direction-attention kernel matches its PyTorch reference (CUDA + Triton)."""
+import copy
+
+import pytest
+import torch
+
+from ecmnet_core.checkpoint import load_model
+from ecmnet_core.dda_gate import dda_gates_reference
+from ecmnet_core.inference_rewrites import (
+    _ChannelAttentionTaps, _FusedDualDirectionAttention, _is_same_depthwise, _ShiftedDepthwiseConv,
+    fold_batchnorm, merge_pointwise_into_conv, optimize_for_inference)
+from ecmnet_core.layers import ChannelAttention, DualDirectionAttention
+
+
+def _perturbed_model(tiny_checkpoint):
+    model, _ = load_model(tiny_checkpoint)
+    torch.manual_seed(3)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.3, 0.3)
+            m.running_var.uniform_(0.5, 2.0)
+        elif isinstance(m, torch.nn.PReLU):
+            m.weight.data.uniform_(-0.5, 0.5)
+    return model
+
+
+@pytest.mark.parametrize("shifts", [False, True])
+def test_optimized_model_is_equivalent(tiny_checkpoint, shifts):
+    model = _perturbed_model(tiny_checkpoint)
+    x = torch.randn(2, 3, 64, 96).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        ref = model(x)
+        opt = optimize_for_inference(copy.deepcopy(model), depthwise_as_shifts=shifts)
+        got = opt(x)
+    assert fold_batchnorm(copy.deepcopy(model)) >= 40
+    assert all(len(m.dw) == 1 for m in opt.msau)                    # 3x3 + 5x5 + 7x7 merged
+    assert type(opt.enc1[0].atrous[2]) is _FusedDualDirectionAttention
+    assert type(opt.enc1[0].reduce) is torch.nn.Identity              # merged into conv3x1
+    assert all(m.att_dw.kernel_size == (1, 7) for m in opt.msau)
+    assert opt.enc1[0].conv3x1[0].in_channels == model.enc1[0].reduce.in_channels
+    assert (type(opt.enc2[3].local[2]) is _ChannelAttentionTaps) == shifts
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) and type(p).__name__ == "ConvBNAct"
+                   for p in opt.modules() for m in p.children())
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_middle_row_conv_on_one_row_inputs():
+    from ecmnet_core.inference_rewrites import middle_row_conv
+
+    torch.manual_seed(2)
+    conv = torch.nn.Conv2d(8, 8, 7, padding=3, groups=8, bias=True)
+    x = torch.randn(2, 8, 1, 23)
+    with torch.no_grad():
+        torch.testing.assert_close(middle_row_conv(conv)(x), conv(x), rtol=1e-5, atol=1e-5)
+
+
+def test_merge_pointwise_into_conv_is_the_composition():
+    torch.manual_seed(0)
+    x = torch.randn(2, 6, 11, 13)
+    for kernel, padding, dilation, stride in [((3, 1), (1, 0), 1, 1), ((1, 3), (0, 2), (1, 2), 1),
+                                              ((3, 3), (1, 1), 1, 2)]:
+        pw = torch.nn.Conv2d(6, 4, 1, bias=False)
+        conv = torch.nn.Conv2d(4, 5, kernel, stride, padding, dilation, bias=True)
+        merged = merge_pointwise_into_conv(pw, conv)
+        with torch.no_grad():
+            torch.testing.assert_close(merged(x), conv(pw(x)), rtol=1e-5, atol=1e-5)
+    assert merge_pointwise_into_conv(torch.nn.Conv2d(6, 4, 1, bias=True), torch.nn.Conv2d(4, 4, 3)) is None
+    assert merge_pointwise_into_conv(torch.nn.Conv2d(6, 4, 1), torch.nn.Conv2d(4, 4, 3, groups=4)) is None
+    assert merge_pointwise_into_conv(torch.nn.Conv2d(6, 4, 3, bias=False), torch.nn.Conv2d(4, 4, 3)) is None
+
+
+@pytest.mark.parametrize("channels", [16, 32, 64])
+def test_fused_dual_direction_attention_is_the_module(channels):
+    torch.manual_seed(channels)
+    dda = DualDirectionAttention(channels).eval()
+    x = torch.randn(2, channels, 19, 37)
+    with torch.no_grad():
+        torch.testing.assert_close(_FusedDualDirectionAttention(dda)(x), dda(x), rtol=1e-5, atol=1e-5)
+
+
+def test_channel_attention_taps_is_the_module():
+    torch.manual_seed(1)
+    ca = ChannelAttention(24)
+    ca.conv.weight.data.normal_()
+    x = torch.randn(2, 24, 9, 7)
+    with torch.no_grad():
+        torch.testing.assert_close(_ChannelAttentionTaps(ca)(x), ca(x), rtol=1e-5, atol=1e-5)
+
+
+def test_depthwise_as_shifts_is_the_same_convolution():
+    torch.manual_seed(0)
+    x = torch.randn(2, 6, 13, 17)
+    for kernel, dilation in [((3, 1), (4, 1)), ((1, 3), (1, 8)), ((7, 7), (1, 1)), ((3, 3), (2, 2))]:
+        padding = tuple(d * (k - 1) // 2 for k, d in zip(kernel, dilation))
+        conv = torch.nn.Conv2d(6, 6, kernel, padding=padding, dilation=dilation, groups=6, bias=True)
+        assert _is_same_depthwise(conv, max_taps=49)
+        with torch.no_grad():
+            torch.testing.assert_close(_ShiftedDepthwiseConv(conv)(x), conv(x), rtol=1e-5, atol=1e-5)
+    assert _is_same_depthwise(torch.nn.Conv2d(6, 6, 3, padding=1, groups=6))
+    assert not _is_same_depthwise(torch.nn.Conv2d(6, 6, 7, padding=3, groups=6))    # 49 taps: cuDNN
+    assert not _is_same_depthwise(torch.nn.Conv2d(6, 6, 3, stride=2, padding=1, groups=6))
+    assert not _is_same_depthwise(torch.nn.Conv2d(6, 12, 3, padding=1, groups=6))
+
+
+def _has_triton():
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(not _has_triton(), reason="needs CUDA and Triton")
+# fp32: exact fp32 dots (sums in another order); fp16: fp16 tensor cores; bf16: TF32, output rounded to bf16
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.float16, 1e-2), (torch.bfloat16, 3e-2)])
+@pytest.mark.parametrize("c,inner,h,w", [(16, 4, 64, 128), (32, 8, 90, 120), (64, 16, 128, 256),
+                                         (20, 5, 7, 300), (64, 16, 1, 65)])
+def test_triton_dda_gates_match_the_reference(dtype, tol, c, inner, h, w):
+    from ecmnet_core.dda_gate_triton import dda_gates_triton
+
+    torch.manual_seed(c + h)
+    pooled = torch.randn(2, c, h + w, device="cuda")
+    w_qk, w_v = torch.randn(2 * inner, c, device="cuda") * 0.3, torch.randn(c, c, device="cuda") * 0.3
+    scale = inner ** -0.5
+    flags = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        ref = dda_gates_reference(pooled.to(dtype).double(), w_qk.to(dtype).double(), w_v.to(dtype).double(),
+                                  inner, h, scale)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = flags
+    got = dda_gates_triton(pooled.to(dtype), w_qk.to(dtype), w_v.to(dtype), inner, h, scale)
+    assert got.dtype == dtype and got.shape == pooled.shape
+    torch.testing.assert_close(got.double(), ref, rtol=tol, atol=tol)
