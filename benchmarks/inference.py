@@ -16,6 +16,7 @@ same dtype, same CUDA graph capture, same engine). Ratios are ECMNet / peer p50.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import datetime as dt
 import json
@@ -129,11 +130,12 @@ def time_infer(engine, size, iters, warmup):
     return dict(percentiles(ms), mode=mode)
 
 
-def profile(model, size, precision, rows=30):
+def profile(model, size, precision, rows=30, channels_last=True):
+    """The `rows` GPU kernels that take the most time (none if 0), and kernels + GPU time per forward."""
     from torch.profiler import ProfilerActivity, profile as torch_profile
 
     x = torch.randn(1, 3, *size, device="cuda").to(PRECISIONS[precision]).contiguous(
-        memory_format=torch.channels_last)
+        memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     with torch.inference_mode():
         for _ in range(10):
             model(x)
@@ -142,7 +144,38 @@ def profile(model, size, precision, rows=30):
             for _ in range(10):
                 model(x)
             torch.cuda.synchronize()
-    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=rows, max_name_column_width=60))
+    kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    if rows:
+        by_name = {}
+        for e in kernels:
+            n, t = by_name.get(e.name, (0, 0.0))
+            by_name[e.name] = (n + 1, t + e.device_time)
+        print(f"{'us/forward':>10} {'calls/fwd':>9} {'us/call':>8}  GPU kernel (top {rows} by time)")
+        for name, (n, t) in sorted(by_name.items(), key=lambda kv: -kv[1][1])[:rows]:
+            print(f"{t / 10:>10.1f} {n / 10:>9.1f} {t / n:>8.1f}  {name[:150]}")
+    gpu_ms = sum(e.device_time for e in kernels) / 1e3
+    print(f"per forward: {len(kernels) / 10:.0f} GPU kernels / memcpys, {gpu_ms / 10:.3f} ms of GPU time")
+
+
+@contextlib.contextmanager
+def previous_rewrites():
+    """optimize_for_inference as before the fused DDA kernel (2026-11-23): DDA's pooled projections and
+    attention as PyTorch ops, EDAB's 1x1 reduction as its own convolution, ECA's Conv1d kept, every
+    depthwise convolution (MSAU's 7x7s too) as shifts."""
+    from unittest import mock
+
+    from ecmnet_core import inference_rewrites as rw
+    from ecmnet_core.dda_gate import dda_gates_reference
+
+    class PyTorchOpsDDA(rw._FusedDualDirectionAttention):
+        def __init__(self, dda):
+            super().__init__(dda)
+            self.gates = dda_gates_reference
+
+    with mock.patch.multiple(rw, _FusedDualDirectionAttention=PyTorchOpsDDA, _merge_edab_reductions=lambda model: 0,
+                             _ChannelAttentionTaps=lambda ca: ca, MAX_SHIFT_TAPS=49,
+                             middle_row_conv=lambda conv: conv):
+        yield
 
 
 def check_compiled_engine(compiled, model, meta, size, precision):
@@ -183,7 +216,7 @@ def compiled_comparison(base, peers, meta, size, prec, backend, args):
                 check_compiled_engine(engine, src, meta, size, prec)
                 if args.profile:   # the network compiled above: no second compilation
                     print(f"profile: ECMNet[{backend}] compiled (depthwise as shifts), {size[0]}x{size[1]} {prec}")
-                    profile(net_model, size, prec, rows=25)
+                    profile(net_model, size, prec, rows=40)
             del net_model
         except Exception as exc:  # noqa: BLE001 - one failing model must not stop the run
             print(f"{name:<8} FAILED: {type(exc).__name__}: {str(exc).splitlines()[0][:150]}")
@@ -215,8 +248,9 @@ def main(argv=None):
     ap.add_argument("--ablation", action="store_true",
                     help="at the largest size / last precision: eager vs folded vs graph vs torch.compile")
     ap.add_argument("--compile-both-layouts", action="store_true",
-                    help="ablation: torch.compile for NCHW as well as channels_last (slow: ~100 s each)")
-    ap.add_argument("--profile", action="store_true", help="torch.profiler table at the largest size")
+                    help="ablation: torch.compile for NCHW as well (slow: ~2 min per compiled variant)")
+    ap.add_argument("--profile", action="store_true",
+                    help="torch.profiler table at the largest size; with --ablation, kernels per compiled forward")
     ap.add_argument("--inductor", action="append", default=[], metavar="KEY=VALUE",
                     help="torch._inductor.config option for every torch.compile of this run, e.g. "
                          "conv_1x1_as_mm=True (repeatable; printed with the results)")
@@ -317,24 +351,33 @@ def main(argv=None):
         model.load_state_dict(base.state_dict())
         variants = [("as trained (no folding), eager", dict(fold=False), dict(graphs=False)),
                     ("BN folded + channels_last shuffle, eager", dict(fold=True), dict(graphs=False)),
+                    ("BN folded, previous rewrites, CUDA graph", dict(fold=True, previous=True), dict(graphs=True)),
                     ("BN folded, CUDA graph", dict(fold=True), dict(graphs=True)),
                     ("BN folded, NCHW (not channels_last), CUDA graph", dict(fold=True, channels_last=False),
                      dict(graphs=True, channels_last=False))]
         for label, kw, tkw in variants:
-            m = prepare(copy.deepcopy(model), prec, ecmnet=True, **kw)
+            with previous_rewrites() if kw.pop("previous", False) else contextlib.nullcontext():
+                m = prepare(copy.deepcopy(model), prec, ecmnet=True, **kw)
             r = time_network(m, largest, prec, args.iters, args.warmup, **tkw)
             print(f"  {label:<58} p50 {r['p50']:.3f}  p99 {r['p99']:.3f}  ({r['mode']})", flush=True)
-        compiled = [(True, False), (True, True)] + ([(False, False)] if args.compile_both_layouts else [])
-        for cl, shifts in compiled:
+        # (channels_last, shifts, previous rewrites)
+        compiled = [(True, True, True), (True, True, False)]
+        if args.compile_both_layouts:
+            compiled.append((False, True, False))
+        for cl, shifts, previous in compiled:
             try:
-                m = prepare(copy.deepcopy(model), prec, ecmnet=True, channels_last=cl, shifts=shifts)
+                with previous_rewrites() if previous else contextlib.nullcontext():
+                    m = prepare(copy.deepcopy(model), prec, ecmnet=True, channels_last=cl, shifts=shifts)
                 t0 = time.perf_counter()
                 cm = torch.compile(m, dynamic=False)
                 r = time_network(cm, largest, prec, args.iters, args.warmup, graphs=True, channels_last=cl)
-                label = (f"folded, {'channels_last' if cl else 'NCHW'}, "
-                         f"{'depthwise as shifts, ' if shifts else ''}torch.compile + graph")
+                label = (f"{'previous' if previous else 'current'} rewrites, {'channels_last' if cl else 'NCHW'}, "
+                         f"{'shifts, ' if shifts else ''}compile + graph")
                 print(f"  {label:<58} p50 {r['p50']:.3f}  p99 {r['p99']:.3f}  "
                       f"({r['mode']}; compile+warm-up {time.perf_counter() - t0:.0f} s)", flush=True)
+                if args.profile:
+                    print("    ", end="")
+                    profile(cm, largest, prec, rows=0, channels_last=cl)
             except Exception as exc:  # noqa: BLE001
                 print(f"  torch.compile failed: {type(exc).__name__}: {str(exc)[:200]}")
         print()

@@ -3,16 +3,28 @@
 # SS2D parity tests (while mamba-ssm builds for sm_90 in the background), then
 # benchmarks/inference.py over every SS2D backend incl. mamba, then the node's end-to-end latency
 # over real DDS (ROS 2 cp312 wheels carried in .whl/ros312, see docs/benchmarks/node_latency.md).
-# ABLATION=1 runs only the inference ablation (torch.compile variants) at 1024x2048 fp16.
+# REWRITES=1: the rewrite/engine tests, benchmarks/dda_gate.py, then the compiled comparison with a profile.
+# ABLATION=1 runs the rewrite/engine tests, benchmarks/dda_gate.py, then the inference ablation (torch.compile variants, kernels
+# per forward) at 1024x2048 fp16; ABLATION_ARGS adds options (e.g. --compile-both-layouts).
 # PROFILE_COMPILED=1: compiled ECMNet only, with a torch.profiler table of the compiled network.
 # INDUCTOR='--inductor k=v ...' with COMPILED=1: only the comparison, with those compiler options.
 # COMPILED=1 runs only the compiled comparison (ECMNet vs peers, all with torch.compile) at
 # 1024x2048 fp16 and the node latency with compile:=true, fp16 (carry .whl/ros312).
 . "$(dirname "$0")/session.sh" /tmp/inference_gpu
 
+if [ -n "${ABLATION:-}${REWRITES:-}" ]; then
+  step pytest_rewrites 240 python -m pytest -q -p no:cacheprovider --durations=8 test/test_inference_rewrites.py \
+    test/test_engine.py
+  step dda_gate 60 python benchmarks/dda_gate.py
+fi
+if [ -n "${REWRITES:-}" ]; then
+  step inference_compiled $(( 585 - SECONDS )) python benchmarks/inference.py --sizes 1024x2048 --precisions fp16 \
+    --backends cuda --no-engine --iters 100 --warmup 10 --compiled --profile --json "$OUT/inference_compiled.json"
+  exit $status
+fi
 if [ -n "${ABLATION:-}" ]; then
-  step inference_ablation 560 python benchmarks/inference.py --sizes 1024x2048 --precisions fp16 \
-    --backends cuda --no-peers --no-engine --iters 100 --warmup 10 --ablation
+  step inference_ablation $(( 585 - SECONDS )) python benchmarks/inference.py --sizes 1024x2048 --precisions fp16 \
+    --backends cuda --no-peers --no-engine --iters 100 --warmup 10 --ablation --profile ${ABLATION_ARGS:-}
   exit $status
 fi
 
