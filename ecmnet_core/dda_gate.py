@@ -36,8 +36,11 @@ def dda_gates_reference(pooled, w_qk, w_v, inner: int, split: int, scale: float)
     return torch.cat(out, dim=2)
 
 
+MAX_KERNEL_CHANNELS = 128   # the kernel keeps a C x C weight tile in registers; ECMNet's EDABs have 16-64
+
+
 def dda_gates(pooled, w_qk, w_v, inner: int, split: int, scale: float):
-    """The Triton kernel on CUDA when Triton is installed, else the PyTorch reference."""
-    if pooled.is_cuda and _op is not None:
+    """The Triton kernel on CUDA when Triton is installed (and C <= 128), else the PyTorch reference."""
+    if pooled.is_cuda and _op is not None and pooled.shape[1] <= MAX_KERNEL_CHANNELS:
         return _op(pooled, w_qk, w_v, inner, split, scale)
     return dda_gates_reference(pooled, w_qk, w_v, inner, split, scale)
