@@ -48,6 +48,16 @@ def time_graph(fn, iters):
     return start.elapsed_time(end) * 1e3 / (iters * REPEAT)
 
 
+def inputs(c, h, w, dtype):
+    """Random pooled descriptors and projection weights for one EDAB shape (timing ignores values)."""
+    torch.manual_seed(c + h)
+    inner = max(c // 4, 4)
+    pooled = torch.randn(1, c, h + w, device="cuda", dtype=dtype)
+    w_qk = (torch.randn(2 * inner, c, device="cuda") * c ** -0.5).to(dtype)
+    w_v = (torch.randn(c, c, device="cuda") * c ** -0.5).to(dtype)
+    return pooled, w_qk, w_v, inner, h, inner ** -0.5
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--precision", default="fp16", choices=sorted(PRECISIONS))
@@ -65,12 +75,7 @@ def main(argv=None):
     print(f"{'EDABs':>5} {'C':>4} {'H':>4} {'W':>4} | {'torch ops':>9} {'kernel':>8} {'ratio':>6} | max abs diff")
     total_ref = total_k = 0.0
     for n, c, h, w in SHAPES:
-        torch.manual_seed(c + h)
-        inner = max(c // 4, 4)
-        pooled = torch.randn(1, c, h + w, device="cuda", dtype=dtype)
-        w_qk = (torch.randn(2 * inner, c, device="cuda") * c ** -0.5).to(dtype)
-        w_v = (torch.randn(c, c, device="cuda") * c ** -0.5).to(dtype)
-        args_ = (pooled, w_qk, w_v, inner, h, inner ** -0.5)
+        args_ = inputs(c, h, w, dtype)
         t_ref = time_graph(lambda: dda_gates_reference(*args_), args.iters)
         t_k = time_graph(lambda: dda_gates_triton(*args_), args.iters)
         diff = (dda_gates_triton(*args_).float() - dda_gates_reference(*args_).float()).abs().max().item()
@@ -83,12 +88,8 @@ def main(argv=None):
         for bq, bk in [(16, 64), (16, 128), (32, 64), (32, 128), (64, 64), (16, 256), (32, 256)]:
             total = 0.0
             for n, c, h, w in SHAPES:
-                inner = max(c // 4, 4)
-                pooled = torch.randn(1, c, h + w, device="cuda", dtype=dtype)
-                w_qk = (torch.randn(2 * inner, c, device="cuda") * c ** -0.5).to(dtype)
-                w_v = (torch.randn(c, c, device="cuda") * c ** -0.5).to(dtype)
-                total += n * time_graph(lambda: dda_gates_triton(pooled, w_qk, w_v, inner, h, inner ** -0.5,
-                                                                  block_q=bq, block_k=bk), args.iters)
+                args_ = inputs(c, h, w, dtype)
+                total += n * time_graph(lambda: dda_gates_triton(*args_, block_q=bq, block_k=bk), args.iters)
             print(f"  BLOCK_Q {bq:>3} BLOCK_K {bk:>3}: {total:.0f} us")
     return 0
 

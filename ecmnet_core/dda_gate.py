@@ -14,6 +14,8 @@ import importlib.util
 
 import torch
 
+from .layers import axis_attention
+
 _op = None
 if importlib.util.find_spec("triton") is not None and torch.cuda.is_available():
     try:
@@ -28,12 +30,9 @@ def dda_gates_reference(pooled, w_qk, w_v, inner: int, split: int, scale: float)
     """pooled: B x C x (H + W), the H-axis descriptor (mean over W) then the W-axis one.
     w_qk: 2*inner x C, w_v: C x C. Returns B x C x (H + W): attention output per axis."""
     proj = torch.einsum("oc,bcl->bol", torch.cat([w_qk, w_v]), pooled)
-    out = []
-    for seg in (slice(0, split), slice(split, pooled.shape[2])):
-        q, k, v = proj[:, :inner, seg], proj[:, inner:2 * inner, seg], proj[:, 2 * inner:, seg]
-        attn = torch.softmax(torch.einsum("bcl,bcm->blm", q, k) * scale, dim=-1)
-        out.append(torch.einsum("bcm,blm->bcl", v, attn))
-    return torch.cat(out, dim=2)
+    segments = (proj[:, :, :split], proj[:, :, split:])
+    return torch.cat([axis_attention(p[:, :inner], p[:, inner:2 * inner], p[:, 2 * inner:], scale)
+                      for p in segments], dim=2)
 
 
 MAX_KERNEL_CHANNELS = 128   # the kernel keeps a C x C weight tile in registers; ECMNet's EDABs have 16-64

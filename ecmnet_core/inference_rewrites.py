@@ -239,8 +239,9 @@ def optimize_for_inference(model: nn.Module, fold_bn: bool = True, depthwise_as_
     BN folding; EDAB's 1x1 reduction merged into its 3x1 convolution; channels_last-
     preserving channel shuffle; dual-direction attention on pooled descriptors in one
     kernel; MSAU's three parallel depthwise convolutions merged into one 7x7 and its
-    one-row attention conv cut to 1x7 (see the helpers above). `depthwise_as_shifts` (for torch.compile) writes depthwise
-    convolutions and channel attention's 1-D convolution as shifted multiply-adds.
+    one-row attention conv cut to 1x7 (see the helpers above). `depthwise_as_shifts`
+    (for torch.compile) writes depthwise convolutions of up to MAX_SHIFT_TAPS taps and
+    channel attention's 1-D convolution as shifted multiply-adds.
     """
     from .layers import ChannelAttention, ChannelShuffle, DualDirectionAttention
     from .msau import MSAU

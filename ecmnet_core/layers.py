@@ -37,6 +37,12 @@ class ChannelAttention(nn.Module):
         return x * torch.sigmoid(y)[:, :, None, None]
 
 
+def axis_attention(q, k, v, scale):
+    """Softmax attention along one axis. q, k: B x c' x L; v: B x C x L -> B x C x L."""
+    attn = torch.softmax(torch.einsum("bcl,bcm->blm", q, k) * scale, dim=-1)
+    return torch.einsum("bcm,blm->bcl", v, attn)
+
+
 class DualDirectionAttention(nn.Module):
     """Dual-direction attention (DDA): Q/K/V attention along height and along width.
 
@@ -54,9 +60,7 @@ class DualDirectionAttention(nn.Module):
         self.inner = inner
 
     def _axis(self, q, k, v):
-        # q, k: B, c', L ; v: B, C, L  -> B, C, L
-        attn = torch.softmax(torch.einsum("bcl,bcm->blm", q, k) * self.scale, dim=-1)
-        return torch.einsum("bcm,blm->bcl", v, attn)
+        return axis_attention(q, k, v, self.scale)
 
     def forward(self, x):
         q, k = self.qk(x).split(self.inner, dim=1)

@@ -4,8 +4,9 @@
 # benchmarks/inference.py over every SS2D backend incl. mamba, then the node's end-to-end latency
 # over real DDS (ROS 2 cp312 wheels carried in .whl/ros312, see docs/benchmarks/node_latency.md).
 # REWRITES=1: the rewrite/engine tests, benchmarks/dda_gate.py, then the compiled comparison with a profile.
-# ABLATION=1 runs the rewrite/engine tests, benchmarks/dda_gate.py, then the inference ablation (torch.compile variants, kernels
-# per forward) at 1024x2048 fp16; ABLATION_ARGS adds options (e.g. --compile-both-layouts).
+# ABLATION=1 runs the rewrite/engine tests, benchmarks/dda_gate.py, then the inference ablation
+# (torch.compile variants, kernels per forward) at 1024x2048 fp16; ABLATION_ARGS adds options
+# (e.g. --compile-both-layouts).
 # PROFILE_COMPILED=1: compiled ECMNet only, with a torch.profiler table of the compiled network.
 # INDUCTOR='--inductor k=v ...' with COMPILED=1: only the comparison, with those compiler options.
 # COMPILED=1 runs only the compiled comparison (ECMNet vs peers, all with torch.compile) at
