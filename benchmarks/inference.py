@@ -62,10 +62,14 @@ def fold_peer(model):
         return model
 
 
-def prepare(model, precision, fold=True, ecmnet=True, channels_last=True, shifts=False):
+KERNELS = "ECMNet+k"    # ECMNet with the engine's channels_last_kernels option (--channels-last-kernels)
+
+
+def prepare(model, precision, fold=True, ecmnet=True, channels_last=True, shifts=False, kernels=False):
     model = model.eval()
     if fold:
-        model = optimize_for_inference(model, depthwise_as_shifts=shifts) if ecmnet else fold_peer(model)
+        model = (optimize_for_inference(model, depthwise_as_shifts=shifts, channels_last_kernels=kernels)
+                 if ecmnet else fold_peer(model))
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.cuda().to(memory_format=fmt).to(PRECISIONS[precision])
     for p in model.parameters():
@@ -110,9 +114,10 @@ def peer_engine_source(peer):
     return prepare(copy.deepcopy(peer), "fp32", ecmnet=False).cpu()
 
 
-def time_engine(model, meta, size, precision, iters, warmup, graphs=True, fold=True, compile=False):
+def time_engine(model, meta, size, precision, iters, warmup, graphs=True, fold=True, compile=False, kernels=False):
     engine = SegmentationEngine.from_model(model, meta, device="cuda", precision=precision,
-                                           cuda_graphs=graphs, fold_bn=fold, compile=compile)
+                                           cuda_graphs=graphs, fold_bn=fold, compile=compile,
+                                           channels_last_kernels=kernels)
     return time_infer(engine, size, iters, warmup)
 
 
@@ -194,8 +199,8 @@ def compiled_comparison(base, peers, meta, size, prec, backend, args):
     print(f"{'model':<8} {'ss2d':<10} | {'net p50':>8} {'p99':>7} {'FPS':>7} | {'e2e p50':>8} {'p99':>7} "
           f"{'FPS':>7} | compile+warm-up s")
     rows = []
-    for name in ["ECMNet"] + list(peers):
-        ecm = name == "ECMNet"
+    for name in ["ECMNet"] + ([KERNELS] if args.channels_last_kernels else []) + list(peers):
+        ecm, kernels = name.startswith("ECMNet"), name == KERNELS
         if ecm:
             src = ECMNet(num_classes=NUM_CLASSES, ss2d_backend=backend).eval()
             src.load_state_dict(base.state_dict())
@@ -203,19 +208,19 @@ def compiled_comparison(base, peers, meta, size, prec, backend, args):
             src = peers[name]
         try:
             t0 = time.perf_counter()
-            net_model = torch.compile(prepare(copy.deepcopy(src), prec, ecmnet=ecm, shifts=ecm),
+            net_model = torch.compile(prepare(copy.deepcopy(src), prec, ecmnet=ecm, shifts=ecm, kernels=kernels),
                                       dynamic=False)
             net = time_network(net_model, size, prec, args.iters, args.warmup)
             t1 = time.perf_counter()
             engine_src = src if ecm else peer_engine_source(src)
             engine = SegmentationEngine.from_model(engine_src, meta, device="cuda", precision=prec,
-                                                   fold_bn=ecm, compile=True)
+                                                   fold_bn=ecm, compile=True, channels_last_kernels=kernels)
             e2e = time_infer(engine, size, args.iters, args.warmup)
             t2 = time.perf_counter()
             if ecm:
                 check_compiled_engine(engine, src, meta, size, prec)
                 if args.profile:   # the network compiled above: no second compilation
-                    print(f"profile: ECMNet[{backend}] compiled (depthwise as shifts), {size[0]}x{size[1]} {prec}")
+                    print(f"profile: {name}[{backend}] compiled (depthwise as shifts), {size[0]}x{size[1]} {prec}")
                     profile(net_model, size, prec, rows=40)
             del net_model
         except Exception as exc:  # noqa: BLE001 - one failing model must not stop the run
@@ -227,11 +232,12 @@ def compiled_comparison(base, peers, meta, size, prec, backend, args):
               f"{e2e['p50']:>8.3f} {e2e['p99']:>7.3f} {e2e['fps']:>7.1f} | {t1 - t0:.0f} / {t2 - t1:.0f}"
               f"{'' if net['mode'] == 'graph' else '  (net not graphed)'}", flush=True)
         torch.cuda.empty_cache()
-    ecm = next((r for r in rows if r["model"] == "ECMNet"), None)
-    for r in rows:
-        if ecm and r is not ecm:
-            print(f"  ratio ECMNet[{backend}]/{r['model']} p50 compiled: net {ecm['net']['p50'] / r['net']['p50']:.2f}, "
-                  f"e2e {ecm['e2e']['p50'] / r['e2e']['p50']:.2f}  (<1 means ECMNet is faster)")
+    for ecm in (r for r in rows if r["model"].startswith("ECMNet")):
+        for r in rows:
+            if not r["model"].startswith("ECMNet"):
+                print(f"  ratio {ecm['model']}[{backend}]/{r['model']} p50 compiled: net "
+                      f"{ecm['net']['p50'] / r['net']['p50']:.2f}, e2e {ecm['e2e']['p50'] / r['e2e']['p50']:.2f}"
+                      "  (<1 means ECMNet is faster)")
     print()
     return rows
 
@@ -257,6 +263,8 @@ def main(argv=None):
     ap.add_argument("--compiled", action="store_true",
                     help="every model with torch.compile + CUDA graph at the largest size and last precision, "
                          "network and engine (slow: ~1-2 min of compiling per model)")
+    ap.add_argument("--channels-last-kernels", action="store_true",
+                    help=f"also time ECMNet with the engine's channels_last_kernels option (row {KERNELS})")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
@@ -293,13 +301,16 @@ def main(argv=None):
         for prec in precisions:
             print(hdr)
             rows = []
-            configs = [("ECMNet", b) for b in backends] + [(n, "-") for n in peers]
+            configs = ([("ECMNet", b) for b in backends]
+                       + ([(KERNELS, b) for b in backends] if args.channels_last_kernels else [])
+                       + [(n, "-") for n in peers])
             for name, backend in configs:
-                if name == "ECMNet":
+                kernels = name == KERNELS
+                if name.startswith("ECMNet"):
                     model = ECMNet(num_classes=NUM_CLASSES, ss2d_backend=backend).eval()
                     model.load_state_dict(base.state_dict())
                     src = model
-                    net_model = prepare(copy.deepcopy(model), prec, ecmnet=True)
+                    net_model = prepare(copy.deepcopy(model), prec, ecmnet=True, kernels=kernels)
                 else:
                     src = peers[name]
                     net_model = prepare(copy.deepcopy(src), prec, ecmnet=False)
@@ -308,8 +319,8 @@ def main(argv=None):
                     del net_model
                     e2e = None
                     if not args.no_engine:
-                        if name == "ECMNet":
-                            e2e = time_engine(src, meta, size, prec, args.iters, args.warmup)
+                        if name.startswith("ECMNet"):
+                            e2e = time_engine(src, meta, size, prec, args.iters, args.warmup, kernels=kernels)
                         else:
                             e2e = time_engine(peer_engine_source(src), meta, size, prec, args.iters, args.warmup, fold=False)
                 except Exception as exc:  # noqa: BLE001 - a broken backend must not stop the run
@@ -324,14 +335,14 @@ def main(argv=None):
                 print(f"{name:<8} {backend:<10} {size[0]:>4}x{size[1]:<4} {prec:<4} | {net['p50']:>8.3f} "
                       f"{net['p99']:>7.3f} {net['fps']:>7.1f} {net['mode']:<5} | {e2e_txt}", flush=True)
                 torch.cuda.empty_cache()
-            ecm = [r for r in rows if r["model"] == "ECMNet"]
+            ecm = [r for r in rows if r["model"].startswith("ECMNet")]
             if ecm:
                 best = min(ecm, key=lambda r: r["net"]["p50"])
                 for r in rows:
-                    if r["model"] == "ECMNet":
+                    if r["model"].startswith("ECMNet"):
                         continue
                     net_ratio = best["net"]["p50"] / r["net"]["p50"]
-                    txt = f"  ratio ECMNet[{best['backend']}]/{r['model']} p50: net {net_ratio:.2f}"
+                    txt = f"  ratio {best['model']}[{best['backend']}]/{r['model']} p50: net {net_ratio:.2f}"
                     if best["e2e"] and r["e2e"]:
                         txt += f", e2e {best['e2e']['p50'] / r['e2e']['p50']:.2f}"
                     print(txt + "  (<1 means ECMNet is faster)")

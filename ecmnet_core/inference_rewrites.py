@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .channels_last_ops import depthwise_conv2d, resize_bilinear
 from .dda_gate import dda_gates
 
 
@@ -104,6 +105,24 @@ class _ShiftedDepthwiseConv(nn.Module):
         if self.bias is not None:
             out = out + self.bias.view(1, -1, 1, 1)
         return out
+
+
+class _KernelDepthwiseConv(nn.Module):
+    """A 'same' depthwise conv through channels_last_ops (one Triton launch on CUDA, F.conv2d elsewhere)."""
+
+    def __init__(self, conv: nn.Conv2d):
+        super().__init__()
+        self.weight, self.bias, self.dilation = conv.weight, conv.bias, conv.dilation
+
+    def forward(self, x):
+        return depthwise_conv2d(x, self.weight, self.bias, self.dilation)
+
+
+class _KernelResize(nn.Module):
+    """BilinearResize through channels_last_ops: the final logits resize as one Triton launch on CUDA."""
+
+    def forward(self, x, size):
+        return resize_bilinear(x, size)
 
 
 MAX_SHIFT_TAPS = 9
@@ -233,7 +252,8 @@ def _merge_edab_reductions(model: nn.Module) -> int:
     return merged
 
 
-def optimize_for_inference(model: nn.Module, fold_bn: bool = True, depthwise_as_shifts: bool = False) -> nn.Module:
+def optimize_for_inference(model: nn.Module, fold_bn: bool = True, depthwise_as_shifts: bool = False,
+                           channels_last_kernels: bool = False) -> nn.Module:
     """Equivalent-math rewrites of an eval-mode model copy, in place.
 
     BN folding; EDAB's 1x1 reduction merged into its 3x1 convolution; channels_last-
@@ -241,9 +261,12 @@ def optimize_for_inference(model: nn.Module, fold_bn: bool = True, depthwise_as_
     kernel; MSAU's three parallel depthwise convolutions merged into one 7x7 and its
     one-row attention conv cut to 1x7 (see the helpers above). `depthwise_as_shifts`
     (for torch.compile) writes depthwise convolutions of up to MAX_SHIFT_TAPS taps and
-    channel attention's 1-D convolution as shifted multiply-adds.
+    channel attention's 1-D convolution as shifted multiply-adds, which the compiler fuses
+    with their neighbours. `channels_last_kernels` runs the other depthwise convolutions
+    and the final logits resize through channels_last_ops (Triton kernels on CUDA); off by
+    default until they are timed on a GPU (docs/benchmarks/inference.md).
     """
-    from .layers import ChannelAttention, ChannelShuffle, DualDirectionAttention
+    from .layers import BilinearResize, ChannelAttention, ChannelShuffle, DualDirectionAttention
     from .msau import MSAU
 
     if fold_bn:
@@ -266,9 +289,12 @@ def optimize_for_inference(model: nn.Module, fold_bn: bool = True, depthwise_as_
                 module._modules[name] = _FusedDualDirectionAttention(child)
             elif depthwise_as_shifts and type(child) is ChannelAttention and child.conv.bias is None:
                 module._modules[name] = _ChannelAttentionTaps(child)
-    if depthwise_as_shifts:
-        for module in list(model.modules()):
-            for name, child in list(module._modules.items()):
-                if _is_same_depthwise(child):
-                    module._modules[name] = _ShiftedDepthwiseConv(child)
+    for module in list(model.modules()):
+        for name, child in list(module._modules.items()):
+            if depthwise_as_shifts and _is_same_depthwise(child):
+                module._modules[name] = _ShiftedDepthwiseConv(child)
+            elif channels_last_kernels and _is_same_depthwise(child, max_taps=float("inf")):
+                module._modules[name] = _KernelDepthwiseConv(child)
+            elif channels_last_kernels and type(child) is BilinearResize:
+                module._modules[name] = _KernelResize()
     return model

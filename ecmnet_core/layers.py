@@ -102,6 +102,14 @@ class DownSample(nn.Module):
         return self.bn_act(y)
 
 
+class BilinearResize(nn.Module):
+    """F.interpolate(x, size, bilinear, align_corners=False); a module so that inference can swap in
+    a faster kernel for the same function (inference_rewrites)."""
+
+    def forward(self, x, size):
+        return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+
+
 class UpSample(nn.Module):
     """Transposed 3x3 stride-2 conv to exactly the skip connection's size."""
 

@@ -6,11 +6,10 @@ from typing import Tuple
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from .edab import edab_stage
 from .ffm import FFM
-from .layers import BNPReLU, ConvBNAct, DownSample, UpSample
+from .layers import BilinearResize, BNPReLU, ConvBNAct, DownSample, UpSample
 from .msau import MSAU
 
 
@@ -76,6 +75,7 @@ class ECMNet(nn.Module):
         self.dec = nn.ModuleList(edab_stage(c, cfg.dec_dilations) for c in (w3, dw, dw))
         self.up = nn.ModuleList([UpSample(w3, dw), UpSample(dw, dw), UpSample(dw, dw)])
         self.classifier = nn.Conv2d(dw, cfg.num_classes, 1)
+        self.resize = BilinearResize()          # logits (1/2 resolution) to the input size
 
     @property
     def num_classes(self) -> int:
@@ -96,7 +96,7 @@ class ECMNet(nn.Module):
         for dec, proj, up, skip, target in zip(self.dec, self.skip_proj, self.up, (m3, m2, m1), (e2, e1, s0)):
             y = up(dec(y) + proj(skip), target.shape[-2:])
         logits = self.classifier(y)
-        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+        return self.resize(logits, size)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -18,4 +18,7 @@ python -m pip install -q ros-kilted-rclpy ros-kilted-sensor-msgs ros-kilted-std-
 python -m pip install -q cv-bridge
 # cityscapesscripts: reference evaluator our mIoU is cross-checked against (test/test_metrics.py)
 python -m pip install -q cityscapesscripts
+# test-only: Triton's CPU interpreter runs our GPU kernels' code on CPU tensors
+# (test/test_channels_last_ops.py); without it those tests skip
+python -m pip install -q triton || echo "note: triton not installable here; its interpreter tests will skip"
 python -m pip install -q --no-deps -e .

@@ -182,6 +182,20 @@ def test_depthwise_rewrite_follows_compile_on_cuda_only(tiny_checkpoint):
         assert shifted(SegmentationEngine.from_model(model, meta, device="cuda", compile=True)) > 10
 
 
+def test_channels_last_kernels_option(tiny_checkpoint):
+    """channels_last_kernels=True routes depthwise convs and the logits resize through channels_last_ops
+    (PyTorch's own operators on CPU, so the masks are the plain engine's)."""
+    from ecmnet_core.inference_rewrites import _KernelDepthwiseConv, _KernelResize
+
+    model, meta = load_model(tiny_checkpoint)
+    plain = SegmentationEngine.from_model(model, meta, device="cpu")
+    kernels = SegmentationEngine.from_model(model, meta, device="cpu", channels_last_kernels=True)
+    assert not any(isinstance(m, (_KernelDepthwiseConv, _KernelResize)) for m in plain.model.modules())
+    assert sum(isinstance(m, _KernelDepthwiseConv) for m in kernels.model.modules()) > 10
+    assert isinstance(kernels.model.resize, _KernelResize)
+    np.testing.assert_array_equal(kernels.infer(_image()).mask, plain.infer(_image()).mask)
+
+
 def test_node_engine_setup_runs_onnx_weights(onnx_file, cpu_engine):
     # the node builds its engine through engine_setup; `backend: onnxruntime` + .onnx weights must work
     from ecmnet_ros.engine_setup import backend_name, build_engine, resolution_text

@@ -8,7 +8,8 @@ import torch
 from ecmnet_core.checkpoint import load_model
 from ecmnet_core.dda_gate import dda_gates_reference
 from ecmnet_core.inference_rewrites import (
-    _ChannelAttentionTaps, _FusedDualDirectionAttention, _is_same_depthwise, _ShiftedDepthwiseConv,
+    _ChannelAttentionTaps, _FusedDualDirectionAttention, _is_same_depthwise, _KernelDepthwiseConv, _KernelResize,
+    _ShiftedDepthwiseConv,
     fold_batchnorm, merge_pointwise_into_conv, optimize_for_inference)
 from ecmnet_core.layers import ChannelAttention, DualDirectionAttention
 
@@ -25,19 +26,24 @@ def _perturbed_model(tiny_checkpoint):
     return model
 
 
-@pytest.mark.parametrize("shifts", [False, True])
-def test_optimized_model_is_equivalent(tiny_checkpoint, shifts):
+@pytest.mark.parametrize("shifts,kernels", [(False, False), (True, False), (False, True), (True, True)])
+def test_optimized_model_is_equivalent(tiny_checkpoint, shifts, kernels):
     model = _perturbed_model(tiny_checkpoint)
     x = torch.randn(2, 3, 64, 96).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
         ref = model(x)
-        opt = optimize_for_inference(copy.deepcopy(model), depthwise_as_shifts=shifts)
+        opt = optimize_for_inference(copy.deepcopy(model), depthwise_as_shifts=shifts, channels_last_kernels=kernels)
         got = opt(x)
     assert fold_batchnorm(copy.deepcopy(model)) >= 40
     assert all(len(m.dw) == 1 for m in opt.msau)                    # 3x3 + 5x5 + 7x7 merged
     assert type(opt.enc1[0].atrous[2]) is _FusedDualDirectionAttention
     assert type(opt.enc1[0].reduce) is torch.nn.Identity              # merged into conv3x1
-    assert all(m.att_dw.kernel_size == (1, 7) for m in opt.msau)
+    assert all(m.att_dw.weight.shape[-2:] == (1, 7) for m in opt.msau)
+    # depthwise convs: shifts (<= 9 taps) when compiling; the others through the channels_last kernels if asked
+    plain = _KernelDepthwiseConv if kernels else torch.nn.Conv2d
+    assert type(opt.enc1[0].local[0][0]) is (_ShiftedDepthwiseConv if shifts else plain)
+    assert all(type(m.dw[0]) is plain for m in opt.msau)
+    assert (type(opt.resize) is _KernelResize) == kernels
     assert opt.enc1[0].conv3x1[0].in_channels == model.enc1[0].reduce.in_channels
     assert (type(opt.enc2[3].local[2]) is _ChannelAttentionTaps) == shifts
     assert not any(isinstance(m, torch.nn.BatchNorm2d) and type(p).__name__ == "ConvBNAct"

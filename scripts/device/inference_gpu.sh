@@ -9,10 +9,21 @@
 # (e.g. --compile-both-layouts).
 # PROFILE_COMPILED=1: compiled ECMNet only, with a torch.profiler table of the compiled network.
 # INDUCTOR='--inductor k=v ...' with COMPILED=1: only the comparison, with those compiler options.
+# KERNELS=1: the channels_last kernels (issue 7, next step): their GPU tests, benchmarks/channels_last_ops.py,
+# then the compiled comparison with and without them (rows ECMNet and ECMNet+k), same run.
 # COMPILED=1 runs only the compiled comparison (ECMNet vs peers, all with torch.compile) at
 # 1024x2048 fp16 and the node latency with compile:=true, fp16 (carry .whl/ros312).
 . "$(dirname "$0")/session.sh" /tmp/inference_gpu
 
+if [ -n "${KERNELS:-}" ]; then
+  step pytest_kernels 120 python -m pytest -q -p no:cacheprovider test/test_channels_last_ops.py \
+    test/test_inference_rewrites.py
+  step channels_last_ops 90 python benchmarks/channels_last_ops.py
+  step inference_kernels $(( 585 - SECONDS )) python benchmarks/inference.py --sizes 1024x2048 --precisions fp16 \
+    --backends cuda --iters 100 --warmup 10 --compiled --channels-last-kernels --no-engine \
+    --json "$OUT/inference_kernels.json"
+  exit $status
+fi
 if [ -n "${ABLATION:-}${REWRITES:-}" ]; then
   step pytest_rewrites 240 python -m pytest -q -p no:cacheprovider --durations=8 test/test_inference_rewrites.py \
     test/test_engine.py

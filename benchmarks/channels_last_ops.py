@@ -1,0 +1,108 @@
+"""channels_last Triton kernels vs the PyTorch operators they replace, at ECMNet's shapes.
+
+    PYTHONPATH=. python benchmarks/channels_last_ops.py [--size 1024x2048] [--precision fp16]
+
+Depthwise convolutions: every 'same' depthwise conv of an ECMNet forward at --size, found with
+forward hooks on the rewritten model (optimize_for_inference(channels_last_kernels=True)),
+grouped by shape; cuDNN (F.conv2d, cudnn.benchmark on) vs the Triton kernel. The 'shift'
+column marks the convs that the compiled engine writes as shifted multiply-adds instead
+(<= MAX_SHIFT_TAPS taps), so only the others matter there. Resize: the final logits resize
+(19 classes, 1/2 resolution to --size), eager F.interpolate, F.interpolate compiled by
+Inductor, and the Triton kernel. Timing: CUDA graphs of 20 back-to-back calls (as
+benchmarks/dda_gate.py), microseconds per call; max abs difference from the PyTorch operator.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import datetime as dt
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.dda_gate import REPEAT, time_graph  # noqa: E402
+from benchmarks.inference import NUM_CLASSES, parse_sizes  # noqa: E402
+from ecmnet_core.engine import PRECISIONS  # noqa: E402
+from ecmnet_core.inference_rewrites import MAX_SHIFT_TAPS, _KernelDepthwiseConv, optimize_for_inference  # noqa: E402
+from ecmnet_core.model import ECMNet  # noqa: E402
+
+
+def depthwise_shapes(size, dtype, device="cuda"):
+    """{(C, H, W, kh, kw, dilation): calls per forward} of ECMNet at `size`, batch 1."""
+    model = optimize_for_inference(ECMNet(num_classes=NUM_CLASSES).eval(), channels_last_kernels=True)
+    model = model.to(device, dtype).to(memory_format=torch.channels_last)
+    seen = collections.Counter()
+
+    def hook(module, args, _out):
+        x = args[0]
+        seen[(*x.shape[1:], *module.weight.shape[-2:], tuple(module.dilation))] += 1
+
+    for m in model.modules():
+        if isinstance(m, _KernelDepthwiseConv):
+            m.register_forward_hook(hook)
+    with torch.inference_mode():
+        model(torch.randn(1, 3, *size, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last))
+    return seen
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", type=lambda s: parse_sizes(s)[0], default=(1024, 2048))
+    ap.add_argument("--precision", default="fp16", choices=sorted(PRECISIONS))
+    ap.add_argument("--iters", type=int, default=100)
+    args = ap.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("error: benchmarks/channels_last_ops.py needs a CUDA GPU", file=sys.stderr)
+        return 2
+    from ecmnet_core.channels_last_triton import depthwise_conv2d_triton, resize_bilinear_triton
+
+    torch.backends.cudnn.benchmark = True
+    dtype = PRECISIONS[args.precision]
+    h, w = args.size
+    print(f"device: {torch.cuda.get_device_name()} | date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC} | "
+          f"torch {torch.__version__} | {args.precision}, batch 1, channels_last, {h}x{w} input, "
+          f"us per call (CUDA graph of {REPEAT} calls)")
+    print(f"{'calls':>5} {'C':>4} {'H':>5} {'W':>5} {'kernel':>6} {'dil':>6} {'shift':>5} | {'cuDNN':>8} "
+          f"{'Triton':>8} {'ratio':>6} | max abs diff")
+    totals = collections.defaultdict(float)
+    for (c, fh, fw, kh, kw, dil), n in sorted(depthwise_shapes(args.size, dtype).items(), key=lambda kv: -kv[1]):
+        torch.manual_seed(c + fh)
+        x = torch.randn(1, c, fh, fw, device="cuda", dtype=dtype).contiguous(memory_format=torch.channels_last)
+        weight = torch.randn(c, 1, kh, kw, device="cuda", dtype=dtype) / (kh * kw) ** 0.5
+        bias = torch.randn(c, device="cuda", dtype=dtype)
+        pad = (dil[0] * (kh // 2), dil[1] * (kw // 2))
+        ref = lambda: F.conv2d(x, weight, bias, 1, pad, dil, c)  # noqa: E731
+        tri = lambda: depthwise_conv2d_triton(x, weight, bias, dil)  # noqa: E731
+        diff = (ref().float() - tri().float()).abs().max().item()
+        t_ref, t_tri = time_graph(ref, args.iters), time_graph(tri, args.iters)
+        shift = kh * kw <= MAX_SHIFT_TAPS
+        for key, t in (("cudnn", t_ref), ("triton", t_tri)):
+            totals[key] += n * t
+            if not shift:
+                totals[key + "_noshift"] += n * t
+        print(f"{n:>5} {c:>4} {fh:>5} {fw:>5} {f'{kh}x{kw}':>6} {f'{dil[0]},{dil[1]}':>6} {'yes' if shift else 'no':>5} | "
+              f"{t_ref:>8.1f} {t_tri:>8.1f} {t_ref / t_tri:>6.2f} | {diff:.2e}", flush=True)
+    print(f"per forward, all depthwise convs: cuDNN {totals['cudnn']:.0f} us, Triton {totals['triton']:.0f} us; "
+          f"those not written as shifts when compiling: cuDNN {totals['cudnn_noshift']:.0f} us, "
+          f"Triton {totals['triton_noshift']:.0f} us")
+
+    logits = torch.randn(1, NUM_CLASSES, (h + 1) // 2, (w + 1) // 2, device="cuda", dtype=dtype).contiguous(
+        memory_format=torch.channels_last)
+    eager = lambda: F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)  # noqa: E731
+    compiled_fn = torch.compile(lambda t: F.interpolate(t, size=(h, w), mode="bilinear", align_corners=False),
+                                dynamic=False)
+    compiled = lambda: compiled_fn(logits)  # noqa: E731
+    tri = lambda: resize_bilinear_triton(logits, (h, w))  # noqa: E731
+    diff = (eager().float() - tri().float()).abs().max().item()
+    print(f"logits resize {NUM_CLASSES}x{logits.shape[2]}x{logits.shape[3]} -> {h}x{w}: eager "
+          f"{time_graph(eager, args.iters):.1f} us, Inductor {time_graph(compiled, args.iters):.1f} us, "
+          f"Triton {time_graph(tri, args.iters):.1f} us | max abs diff {diff:.2e}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

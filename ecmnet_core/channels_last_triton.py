@@ -1,0 +1,129 @@
+"""Triton kernels behind channels_last_ops (imported only where Triton is installed).
+
+Both kernels work on one output row segment per program: BLOCK_P pixels x all channels
+(padded to a power of two), so that with channels_last tensors every load and store is one
+contiguous run of memory. cuDNN's depthwise kernel for fp16 channels_last and Inductor's
+bilinear resize of a 19-channel channels_last tensor both walk the channel axis with a
+stride instead (45 us and 165 us per call at ECMNet's 1024x2048 shapes on an H100).
+Accumulation is fp32; the result is rounded once to the input dtype.
+"""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import torch
+import triton
+import triton.language as tl
+
+ELEMENTS_PER_PROGRAM = 2048      # BLOCK_P x padded channels; 4 warps
+
+
+@triton.jit
+def _depthwise_kernel(X, Wt, Bias, Y, C, H, W,
+                      sx_b, sx_c, sx_h, sx_w, sy_b, sy_c, sy_h, sy_w,
+                      KH: tl.constexpr, KW: tl.constexpr, DH: tl.constexpr, DW: tl.constexpr,
+                      HAS_BIAS: tl.constexpr, BP: tl.constexpr, BC: tl.constexpr):
+    pw = tl.program_id(0)
+    h = tl.program_id(1)
+    b = tl.program_id(2).to(tl.int64)
+    p = pw * BP + tl.arange(0, BP)
+    c = tl.arange(0, BC)
+    cm = c < C
+    acc = tl.zeros([BP, BC], tl.float32)
+    for i in tl.static_range(KH):
+        hh = h + (i - KH // 2) * DH
+        row_ok = (p * 0 + hh >= 0) & (p * 0 + hh < H)           # as a vector: one mask dtype
+        for j in tl.static_range(KW):
+            ww = p + (j - KW // 2) * DW
+            m = (row_ok & (ww >= 0) & (ww < W))[:, None] & cm[None, :]
+            xv = tl.load(X + b * sx_b + hh * sx_h + ww[:, None] * sx_w + c[None, :] * sx_c, mask=m, other=0.0)
+            wv = tl.load(Wt + c * (KH * KW) + i * KW + j, mask=cm, other=0.0)
+            acc += xv.to(tl.float32) * wv.to(tl.float32)[None, :]
+    if HAS_BIAS:
+        acc += tl.load(Bias + c, mask=cm, other=0.0).to(tl.float32)[None, :]
+    tl.store(Y + b * sy_b + h * sy_h + p[:, None] * sy_w + c[None, :] * sy_c, acc.to(Y.dtype.element_ty),
+             mask=(p < W)[:, None] & cm[None, :])
+
+
+@triton.jit
+def _bilinear_kernel(X, Y, C, H_in, W_in, W_out, scale_h, scale_w,
+                     sx_b, sx_c, sx_h, sx_w, sy_b, sy_c, sy_h, sy_w,
+                     BP: tl.constexpr, BC: tl.constexpr):
+    # PyTorch's align_corners=False rule: src = max(scale * (dst + 0.5) - 0.5, 0), neighbour clamped
+    pw = tl.program_id(0)
+    oh = tl.program_id(1)
+    b = tl.program_id(2).to(tl.int64)
+    src_h = tl.maximum(scale_h * (oh + 0.5) - 0.5, 0.0)
+    h0 = src_h.to(tl.int32)
+    lh = src_h - h0
+    h1 = tl.minimum(h0 + 1, H_in - 1)
+    p = pw * BP + tl.arange(0, BP)
+    src_w = tl.maximum(scale_w * (p.to(tl.float32) + 0.5) - 0.5, 0.0)
+    w0 = tl.minimum(src_w.to(tl.int32), W_in - 1)
+    lw = (src_w - w0)[:, None]
+    w1 = tl.minimum(w0 + 1, W_in - 1)
+    c = tl.arange(0, BC)
+    m = (p < W_out)[:, None] & (c < C)[None, :]
+    base = X + b * sx_b + c[None, :] * sx_c
+    v00 = tl.load(base + h0 * sx_h + w0[:, None] * sx_w, mask=m, other=0.0).to(tl.float32)
+    v01 = tl.load(base + h0 * sx_h + w1[:, None] * sx_w, mask=m, other=0.0).to(tl.float32)
+    v10 = tl.load(base + h1 * sx_h + w0[:, None] * sx_w, mask=m, other=0.0).to(tl.float32)
+    v11 = tl.load(base + h1 * sx_h + w1[:, None] * sx_w, mask=m, other=0.0).to(tl.float32)
+    top = v00 * (1.0 - lw) + v01 * lw
+    bottom = v10 * (1.0 - lw) + v11 * lw
+    out = top * (1.0 - lh) + bottom * lh
+    tl.store(Y + b * sy_b + oh * sy_h + p[:, None] * sy_w + c[None, :] * sy_c, out.to(Y.dtype.element_ty), mask=m)
+
+
+def _blocks(channels: int):
+    bc = max(16, triton.next_power_of_2(channels))
+    return max(16, ELEMENTS_PER_PROGRAM // bc), bc
+
+
+def depthwise_conv2d_triton(x, weight, bias, dilation):
+    """'same' depthwise convolution, stride 1, odd kernel: F.conv2d(x, weight, bias, 1, pad, dilation, C)."""
+    b, c, h, w = x.shape
+    kh, kw = weight.shape[-2:]
+    out = torch.empty_like(x)
+    bp, bc = _blocks(c)
+    _depthwise_kernel[(triton.cdiv(w, bp), h, b)](
+        x, weight.contiguous(), bias if bias is not None else weight, out, c, h, w,
+        *x.stride(), *out.stride(), KH=kh, KW=kw, DH=dilation[0], DW=dilation[1],
+        HAS_BIAS=bias is not None, BP=bp, BC=bc, num_warps=4)
+    return out
+
+
+def resize_bilinear_triton(x, size):
+    """F.interpolate(x, size, mode='bilinear', align_corners=False); the output keeps x's memory format."""
+    b, c, h, w = x.shape
+    oh, ow = size
+    fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    out = torch.empty((b, c, oh, ow), device=x.device, dtype=x.dtype, memory_format=fmt)
+    bp, bc = _blocks(c)
+    _bilinear_kernel[(triton.cdiv(ow, bp), oh, b)](
+        x, out, c, h, w, ow, h / oh, w / ow, *x.stride(), *out.stride(), BP=bp, BC=bc, num_warps=4)
+    return out
+
+
+# Opaque operators for torch.compile: Inductor calls the launchers as they are and CUDA-graph
+# capture records the launches like any other kernel.
+@torch.library.custom_op("ecmnet::depthwise_conv2d", mutates_args=())
+def depthwise_conv2d_op(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+                        dilation: List[int]) -> torch.Tensor:
+    return depthwise_conv2d_triton(x, weight, bias, dilation)
+
+
+@depthwise_conv2d_op.register_fake
+def _(x, weight, bias, dilation):
+    return torch.empty_like(x)
+
+
+@torch.library.custom_op("ecmnet::resize_bilinear", mutates_args=())
+def resize_bilinear_op(x: torch.Tensor, size: List[int]) -> torch.Tensor:
+    return resize_bilinear_triton(x, size)
+
+
+@resize_bilinear_op.register_fake
+def _(x, size):
+    fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    return torch.empty((x.shape[0], x.shape[1], *size), device=x.device, dtype=x.dtype, memory_format=fmt)

@@ -1,0 +1,128 @@
+"""channels_last_ops: the Triton depthwise-conv and bilinear-resize kernels compute PyTorch's
+operators (on CUDA; and on CPU through Triton's interpreter where Triton is installed), and the
+dispatchers fall back to those operators elsewhere."""
+import importlib
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ecmnet_core.channels_last_ops import depthwise_conv2d, resize_bilinear
+
+# (channels, height, width, kernel, dilation): ECMNet's MSAU 7x7, EDAB 3x1 / dilated 1x3, FFN 3x3,
+# plus odd sizes and channel counts that are not powers of two
+DEPTHWISE_CASES = [(32, 37, 70, (7, 7), 1), (24, 19, 33, (3, 1), 4), (16, 21, 40, (1, 3), 8),
+                   (128, 9, 17, (3, 3), 1), (5, 6, 7, (5, 5), 2), (64, 1, 45, (1, 7), 1)]
+# (channels, in h, in w, out h, out w): 2x up (the logits), non-integer ratios, down, identity
+RESIZE_CASES = [(19, 23, 31, 46, 62), (3, 7, 5, 15, 11), (19, 10, 12, 5, 7), (150, 9, 9, 9, 9)]
+
+
+def _depthwise_inputs(c, h, w, kernel, d, dtype, device, bias=True):
+    g = torch.Generator().manual_seed(c + h)
+    x = torch.randn(2, c, h, w, generator=g).to(device, dtype).contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(c, 1, *kernel, generator=g).to(device, dtype)
+    b = torch.randn(c, generator=g).to(device, dtype) if bias else None
+    dilation = (d if kernel[0] > 1 else 1, d if kernel[1] > 1 else 1)
+    return x, weight, b, dilation
+
+
+def _conv_reference(x, weight, b, dilation):
+    kh, kw = weight.shape[-2:]
+    return F.conv2d(x.double(), weight.double(), None if b is None else b.double(), 1,
+                    (dilation[0] * (kh // 2), dilation[1] * (kw // 2)), dilation, x.shape[1])
+
+
+def _resize_reference(x, size):
+    return F.interpolate(x.double(), size=size, mode="bilinear", align_corners=False)
+
+
+def test_dispatchers_are_the_pytorch_operators_on_cpu():
+    x, weight, b, dilation = _depthwise_inputs(6, 13, 17, (3, 1), 4, torch.float32, "cpu")
+    torch.testing.assert_close(depthwise_conv2d(x, weight, b, dilation), _conv_reference(x, weight, b, dilation).float())
+    torch.testing.assert_close(resize_bilinear(x, (20, 9)), _resize_reference(x, (20, 9)).float())
+
+
+def _has_cuda_triton():
+    return torch.cuda.is_available() and importlib.util.find_spec("triton") is not None
+
+
+@pytest.mark.skipif(not _has_cuda_triton(), reason="needs CUDA and Triton")
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.float16, 2e-2), (torch.bfloat16, 1e-1)])
+@pytest.mark.parametrize("case", DEPTHWISE_CASES)
+def test_triton_depthwise_matches_conv2d(dtype, tol, case):
+    from ecmnet_core.channels_last_triton import depthwise_conv2d_triton
+
+    x, weight, b, dilation = _depthwise_inputs(*case, dtype, "cuda", bias=case[0] % 2 == 0)
+    got = depthwise_conv2d_triton(x, weight, b, dilation)
+    assert got.dtype == dtype and got.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(got.double(), _conv_reference(x, weight, b, dilation), rtol=tol, atol=tol)
+
+
+@pytest.mark.skipif(not _has_cuda_triton(), reason="needs CUDA and Triton")
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float16, 2e-3), (torch.bfloat16, 2e-2)])
+@pytest.mark.parametrize("case", RESIZE_CASES)
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_triton_resize_matches_interpolate(dtype, tol, case, channels_last):
+    from ecmnet_core.channels_last_triton import resize_bilinear_triton
+
+    c, h, w, oh, ow = case
+    x = torch.randn(1, c, h, w, device="cuda", dtype=dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    got = resize_bilinear_triton(x, (oh, ow))
+    assert got.shape == (1, c, oh, ow) and got.is_contiguous(
+        memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    torch.testing.assert_close(got.double(), _resize_reference(x, (oh, ow)), rtol=tol, atol=tol)
+
+
+@pytest.mark.skipif(not _has_cuda_triton(), reason="needs CUDA and Triton")
+def test_ops_inside_torch_compile_and_cuda_graph():
+    """Opaque custom ops: compiled, then replayed from a CUDA graph, same values as eager."""
+    x, weight, b, dilation = _depthwise_inputs(32, 40, 64, (7, 7), 1, torch.float16, "cuda")
+
+    def f(t):
+        return resize_bilinear(depthwise_conv2d(t, weight, b, dilation) * 2 + 1, (80, 128))
+
+    eager = f(x)
+    compiled = torch.compile(f, dynamic=False)
+    compiled(x)
+    graph = torch.cuda.CUDAGraph()
+    static = x.clone()
+    with torch.cuda.graph(graph):
+        out = compiled(static)
+    static.copy_(x * 0.5)
+    graph.replay()
+    torch.testing.assert_close(out, f(x * 0.5))
+    torch.testing.assert_close(compiled(x), eager)
+
+
+_INTERPRETER_CHECK = r"""
+import torch, torch.nn.functional as F
+from ecmnet_core import channels_last_triton as T
+from test_channels_last_ops import (DEPTHWISE_CASES, RESIZE_CASES, _depthwise_inputs, _conv_reference,
+                               _resize_reference)
+for case in DEPTHWISE_CASES[:3] + DEPTHWISE_CASES[4:]:
+    x, w, b, d = _depthwise_inputs(*case, torch.float32, "cpu")
+    torch.testing.assert_close(T.depthwise_conv2d_triton(x, w, b, d).double(), _conv_reference(x, w, b, d),
+                               rtol=1e-4, atol=1e-4)
+for c, h, w, oh, ow in RESIZE_CASES:
+    x = torch.randn(1, c, h, w).contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(T.resize_bilinear_triton(x, (oh, ow)).double(), _resize_reference(x, (oh, ow)),
+                               rtol=1e-5, atol=1e-5)
+print("ok")
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs Triton (its CPU interpreter)")
+def test_kernels_under_the_triton_interpreter():
+    """The same kernels run by Triton's interpreter on CPU tensors (a fresh process: the interpreter is
+    chosen when the kernels are defined)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, TRITON_INTERPRET="1",
+               PYTHONPATH=os.pathsep.join([os.path.dirname(here), here, *sys.path]))
+    run = subprocess.run([sys.executable, "-c", _INTERPRETER_CHECK], env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0 and run.stdout.strip().endswith("ok"), run.stderr[-3000:]
