@@ -112,6 +112,12 @@ for c, h, w, oh, ow in RESIZE_CASES:
     x = torch.randn(1, c, h, w).contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(T.resize_bilinear_triton(x, (oh, ow)).double(), _resize_reference(x, (oh, ow)),
                                rtol=1e-5, atol=1e-5)
+# the registered operators: schema, fake (meta) implementation and real one agree (shapes, strides)
+x, w, b, d = _depthwise_inputs(32, 9, 20, (7, 7), 1, torch.float32, "cpu")
+torch.library.opcheck(T.depthwise_conv2d_op, (x, w, b, list(d)))
+torch.library.opcheck(T.depthwise_conv2d_op, (x, w, None, [1, 1]))
+for fmt in (torch.channels_last, torch.contiguous_format):
+    torch.library.opcheck(T.resize_bilinear_op, (torch.randn(1, 19, 6, 9).contiguous(memory_format=fmt), [12, 18]))
 print("ok")
 """
 
