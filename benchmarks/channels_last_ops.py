@@ -84,8 +84,9 @@ def main(argv=None):
             totals[key] += n * t
             if not shift:
                 totals[key + "_noshift"] += n * t
-        print(f"{n:>5} {c:>4} {fh:>5} {fw:>5} {f'{kh}x{kw}':>6} {f'{dil[0]},{dil[1]}':>6} {'yes' if shift else 'no':>5} | "
-              f"{t_ref:>8.1f} {t_tri:>8.1f} {t_ref / t_tri:>6.2f} | {diff:.2e}", flush=True)
+        print(f"{n:>5} {c:>4} {fh:>5} {fw:>5} {f'{kh}x{kw}':>6} {f'{dil[0]},{dil[1]}':>6} "
+              f"{'yes' if shift else 'no':>5} | {t_ref:>8.1f} {t_tri:>8.1f} {t_ref / t_tri:>6.2f} | {diff:.2e}",
+              flush=True)
     print(f"per forward, all depthwise convs: cuDNN {totals['cudnn']:.0f} us, Triton {totals['triton']:.0f} us; "
           f"those not written as shifts when compiling: cuDNN {totals['cudnn_noshift']:.0f} us, "
           f"Triton {totals['triton_noshift']:.0f} us")

@@ -1,7 +1,7 @@
 """Every GPU kernel of a compiled forward: where ECMNet's and ERFNet's time goes.
 
     PYTHONPATH=. python benchmarks/compiled_kernels.py --out DIR [--models ECMNet,ERFNet]
-        [--inductor max_autotune=True ...] [--channels-last-kernels]
+        [--inductor max_autotune=True ...] [--channels-last-kernels] [--fused-edab]
     python benchmarks/compiled_kernels.py --summarize DIR/kernels_ECMNet.txt
 
 Each model is prepared exactly as in `benchmarks/inference.py --compiled` (BN folded,
@@ -91,7 +91,8 @@ def main(argv=None):
     ap.add_argument("--out", type=Path)
     ap.add_argument("--models", default="ECMNet,ERFNet")
     ap.add_argument("--inductor", action="append", default=[], metavar="KEY=VALUE")
-    ap.add_argument("--channels-last-kernels", action="store_true")
+    ap.add_argument("--channels-last-kernels", action="store_true", help="ECMNet: engine option of that name")
+    ap.add_argument("--fused-edab", action="store_true", help="ECMNet: engine option fused_edab")
     ap.add_argument("--summarize", type=Path, nargs="+")
     args = ap.parse_args(argv)
     if args.summarize:
@@ -117,8 +118,9 @@ def main(argv=None):
         ecm = name == "ECMNet"
         src = ECMNet(num_classes=NUM_CLASSES, ss2d_backend="cuda").eval() if ecm else peers[name](NUM_CLASSES).eval()
         t0 = time.perf_counter()
-        model = torch.compile(prepare(copy.deepcopy(src), PRECISION, ecmnet=ecm, shifts=ecm,
-                                      kernels=ecm and args.channels_last_kernels), dynamic=False)
+        options = dict(channels_last_kernels=args.channels_last_kernels, fused_edab=args.fused_edab) if ecm else {}
+        model = torch.compile(prepare(copy.deepcopy(src), PRECISION, ecmnet=ecm, shifts=ecm, options=options),
+                              dynamic=False)
         r = time_network(model, SIZE, PRECISION, 100, 10)
         print(f"{name}: p50 {r['p50']:.3f} ms, p99 {r['p99']:.3f} ms ({r['mode']}; compile + timing "
               f"{time.perf_counter() - t0:.0f} s)", flush=True)

@@ -62,13 +62,15 @@ def fold_peer(model):
         return model
 
 
-KERNELS = "ECMNet+k"    # ECMNet with the engine's channels_last_kernels option (--channels-last-kernels)
+# ECMNet rows with the engine's opt-in kernel options (--channels-last-kernels, --fused-edab)
+VARIANTS = {"ECMNet+k": dict(channels_last_kernels=True),
+            "ECMNet+kf": dict(channels_last_kernels=True, fused_edab=True)}
 
 
-def prepare(model, precision, fold=True, ecmnet=True, channels_last=True, shifts=False, kernels=False):
+def prepare(model, precision, fold=True, ecmnet=True, channels_last=True, shifts=False, options=None):
     model = model.eval()
     if fold:
-        model = (optimize_for_inference(model, depthwise_as_shifts=shifts, channels_last_kernels=kernels)
+        model = (optimize_for_inference(model, depthwise_as_shifts=shifts, **(options or {}))
                  if ecmnet else fold_peer(model))
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.cuda().to(memory_format=fmt).to(PRECISIONS[precision])
@@ -114,11 +116,15 @@ def peer_engine_source(peer):
     return prepare(copy.deepcopy(peer), "fp32", ecmnet=False).cpu()
 
 
-def time_engine(model, meta, size, precision, iters, warmup, graphs=True, fold=True, compile=False, kernels=False):
+def time_engine(model, meta, size, precision, iters, warmup, graphs=True, fold=True, compile=False, options=None):
     engine = SegmentationEngine.from_model(model, meta, device="cuda", precision=precision,
-                                           cuda_graphs=graphs, fold_bn=fold, compile=compile,
-                                           channels_last_kernels=kernels)
+                                           cuda_graphs=graphs, fold_bn=fold, compile=compile, **(options or {}))
     return time_infer(engine, size, iters, warmup)
+
+
+def kernel_variants(args):
+    return [name for name, flag in (("ECMNet+k", args.channels_last_kernels), ("ECMNet+kf", args.fused_edab))
+            if flag]
 
 
 def time_infer(engine, size, iters, warmup):
@@ -199,8 +205,9 @@ def compiled_comparison(base, peers, meta, size, prec, backend, args):
     print(f"{'model':<8} {'ss2d':<10} | {'net p50':>8} {'p99':>7} {'FPS':>7} | {'e2e p50':>8} {'p99':>7} "
           f"{'FPS':>7} | compile+warm-up s")
     rows = []
-    for name in ["ECMNet"] + ([KERNELS] if args.channels_last_kernels else []) + list(peers):
-        ecm, kernels = name.startswith("ECMNet"), name == KERNELS
+    # peers right after the baseline, the opt-in variants last (most promising first)
+    for name in ["ECMNet"] + list(peers) + kernel_variants(args)[::-1]:
+        ecm, options = name.startswith("ECMNet"), VARIANTS.get(name, {})
         if ecm:
             src = ECMNet(num_classes=NUM_CLASSES, ss2d_backend=backend).eval()
             src.load_state_dict(base.state_dict())
@@ -208,13 +215,13 @@ def compiled_comparison(base, peers, meta, size, prec, backend, args):
             src = peers[name]
         try:
             t0 = time.perf_counter()
-            net_model = torch.compile(prepare(copy.deepcopy(src), prec, ecmnet=ecm, shifts=ecm, kernels=kernels),
+            net_model = torch.compile(prepare(copy.deepcopy(src), prec, ecmnet=ecm, shifts=ecm, options=options),
                                       dynamic=False)
             net = time_network(net_model, size, prec, args.iters, args.warmup)
             t1 = time.perf_counter()
             engine_src = src if ecm else peer_engine_source(src)
             engine = SegmentationEngine.from_model(engine_src, meta, device="cuda", precision=prec,
-                                                   fold_bn=ecm, compile=True, channels_last_kernels=kernels)
+                                                   fold_bn=ecm, compile=True, **options)
             e2e = time_infer(engine, size, args.iters, args.warmup)
             t2 = time.perf_counter()
             if ecm:
@@ -264,7 +271,9 @@ def main(argv=None):
                     help="every model with torch.compile + CUDA graph at the largest size and last precision, "
                          "network and engine (slow: ~1-2 min of compiling per model)")
     ap.add_argument("--channels-last-kernels", action="store_true",
-                    help=f"also time ECMNet with the engine's channels_last_kernels option (row {KERNELS})")
+                    help="also time ECMNet with the engine's channels_last_kernels option (row ECMNet+k)")
+    ap.add_argument("--fused-edab", action="store_true",
+                    help="also time ECMNet with channels_last_kernels and fused_edab (row ECMNet+kf)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
@@ -302,15 +311,15 @@ def main(argv=None):
             print(hdr)
             rows = []
             configs = ([("ECMNet", b) for b in backends]
-                       + ([(KERNELS, b) for b in backends] if args.channels_last_kernels else [])
+                       + [(v, b) for v in kernel_variants(args) for b in backends]
                        + [(n, "-") for n in peers])
             for name, backend in configs:
-                kernels = name == KERNELS
+                options = VARIANTS.get(name, {})
                 if name.startswith("ECMNet"):
                     model = ECMNet(num_classes=NUM_CLASSES, ss2d_backend=backend).eval()
                     model.load_state_dict(base.state_dict())
                     src = model
-                    net_model = prepare(copy.deepcopy(model), prec, ecmnet=True, kernels=kernels)
+                    net_model = prepare(copy.deepcopy(model), prec, ecmnet=True, options=options)
                 else:
                     src = peers[name]
                     net_model = prepare(copy.deepcopy(src), prec, ecmnet=False)
@@ -320,7 +329,7 @@ def main(argv=None):
                     e2e = None
                     if not args.no_engine:
                         if name.startswith("ECMNet"):
-                            e2e = time_engine(src, meta, size, prec, args.iters, args.warmup, kernels=kernels)
+                            e2e = time_engine(src, meta, size, prec, args.iters, args.warmup, options=options)
                         else:
                             e2e = time_engine(peer_engine_source(src), meta, size, prec, args.iters, args.warmup, fold=False)
                 except Exception as exc:  # noqa: BLE001 - a broken backend must not stop the run

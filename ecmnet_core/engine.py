@@ -19,7 +19,6 @@ import copy
 import logging
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
@@ -135,8 +134,10 @@ class SegmentationEngine:
         torch.compile fuses with their neighbours; None (default) = on exactly when compile=True
         on CUDA, where it is what makes compile pay (docs/benchmarks/inference.md).
     channels_last_kernels: run the depthwise convolutions that are not shifts, and the final
-        logits resize, as Triton kernels on CUDA (ecmnet_core/channels_last_ops.py). Off by
-        default: tested for correctness, not yet timed against cuDNN/Inductor on a GPU.
+        logits resize, as Triton kernels on CUDA (ecmnet_core/channels_last_ops.py).
+    fused_edab: run each EDAB between its 1x3 and expand convolutions as two Triton kernels
+        around the DDA kernel on CUDA (ecmnet_core/edab_fused.py; needs fold_bn).
+        Both off by default: tested for correctness, not yet timed on a GPU.
     """
 
     def __init__(self, weights=None, device: str = "auto", ss2d_backend: str = "auto",
@@ -144,7 +145,7 @@ class SegmentationEngine:
                  runtime: str = "auto", cuda_graphs: bool = True, compile: bool = False,
                  fold_bn: bool = True, channels_last: bool = True, cudnn_benchmark: bool = True,
                  depthwise_as_shifts: Optional[bool] = None, channels_last_kernels: bool = False,
-                 cache_dir=None):
+                 fused_edab: bool = False, cache_dir=None):
         if runtime == "auto" and ss2d_backend in ("onnxruntime", "tensorrt"):
             runtime, ss2d_backend = ss2d_backend, "export"     # ROS param `backend: tensorrt`
         if runtime not in RUNTIMES:
@@ -180,14 +181,15 @@ class SegmentationEngine:
             from .ss2d.auto import pick_auto
             backend = pick_auto(str(self.device))
         model, meta = load_model(weights, ss2d_backend=backend)
-        self._setup_torch(model, meta, fold_bn, compile, cuda_graphs, depthwise_as_shifts, channels_last_kernels)
+        self._setup_torch(model, meta, fold_bn, compile, cuda_graphs, depthwise_as_shifts,
+                          dict(channels_last_kernels=channels_last_kernels, fused_edab=fused_edab))
 
     @classmethod
     def from_model(cls, model: nn.Module, metadata: dict, device: str = "auto", precision: str = "fp32",
                    input_size: Optional[Sequence[int]] = None, *, cuda_graphs: bool = True,
                    compile: bool = False, fold_bn: bool = True, channels_last: bool = True,
                    cudnn_benchmark: bool = True, depthwise_as_shifts: Optional[bool] = None,
-                   channels_last_kernels: bool = False) -> "SegmentationEngine":
+                   channels_last_kernels: bool = False, fused_edab: bool = False) -> "SegmentationEngine":
         """Wrap an in-memory model (a copy is optimised; the caller's model is untouched).
 
         metadata needs classes, colors, mean, std (see checkpoint.make_metadata).
@@ -198,7 +200,8 @@ class SegmentationEngine:
         if cudnn_benchmark and self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         self._setup_torch(copy.deepcopy(model).eval(), metadata, fold_bn, compile, cuda_graphs,
-                          depthwise_as_shifts, channels_last_kernels)
+                          depthwise_as_shifts, dict(channels_last_kernels=channels_last_kernels,
+                                                    fused_edab=fused_edab))
         return self
 
     # -- construction helpers
@@ -222,14 +225,15 @@ class SegmentationEngine:
         self.input_size = input_size
 
     def _setup_torch(self, model, meta, fold_bn, compile_, cuda_graphs, depthwise_as_shifts=None,
-                     channels_last_kernels=False):
+                     kernel_options=None):
         self.metadata = meta
         model = model.eval()
         if depthwise_as_shifts is None:
             depthwise_as_shifts = bool(compile_) and self.device.type == "cuda"
-        if fold_bn or depthwise_as_shifts or channels_last_kernels or self.device.type == "cuda":
+        kernel_options = kernel_options or {}
+        if fold_bn or depthwise_as_shifts or any(kernel_options.values()) or self.device.type == "cuda":
             model = optimize_for_inference(model, fold_bn=fold_bn, depthwise_as_shifts=depthwise_as_shifts,
-                                           channels_last_kernels=channels_last_kernels)
+                                           **kernel_options)
         model = model.to(self.device, memory_format=self.memory_format)
         if self.dtype != torch.float32:
             model = model.to(self.dtype)

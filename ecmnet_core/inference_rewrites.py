@@ -253,7 +253,7 @@ def _merge_edab_reductions(model: nn.Module) -> int:
 
 
 def optimize_for_inference(model: nn.Module, fold_bn: bool = True, depthwise_as_shifts: bool = False,
-                           channels_last_kernels: bool = False) -> nn.Module:
+                           channels_last_kernels: bool = False, fused_edab: bool = False) -> nn.Module:
     """Equivalent-math rewrites of an eval-mode model copy, in place.
 
     BN folding; EDAB's 1x1 reduction merged into its 3x1 convolution; channels_last-
@@ -263,8 +263,10 @@ def optimize_for_inference(model: nn.Module, fold_bn: bool = True, depthwise_as_
     (for torch.compile) writes depthwise convolutions of up to MAX_SHIFT_TAPS taps and
     channel attention's 1-D convolution as shifted multiply-adds, which the compiler fuses
     with their neighbours. `channels_last_kernels` runs the other depthwise convolutions
-    and the final logits resize through channels_last_ops (Triton kernels on CUDA); off by
-    default until they are timed on a GPU (docs/benchmarks/inference.md).
+    and the final logits resize through channels_last_ops (Triton kernels on CUDA).
+    `fused_edab` runs each EDAB's middle (1x3 conv output to expand input) as the kernels of
+    edab_fused.py on CUDA (needs fold_bn). Both are off by default until they are timed on a
+    GPU (docs/benchmarks/inference.md).
     """
     from .layers import BilinearResize, ChannelAttention, ChannelShuffle, DualDirectionAttention
     from .msau import MSAU
@@ -297,4 +299,13 @@ def optimize_for_inference(model: nn.Module, fold_bn: bool = True, depthwise_as_
                 module._modules[name] = _KernelDepthwiseConv(child)
             elif channels_last_kernels and type(child) is BilinearResize:
                 module._modules[name] = _KernelResize()
+    if fused_edab:
+        from .edab import EDAB
+        from .edab_fused import FusedEDAB, pack_edab
+
+        for module in list(model.modules()):
+            for name, child in list(module._modules.items()):
+                packed = pack_edab(child) if type(child) is EDAB else None
+                if packed is not None:
+                    module._modules[name] = FusedEDAB(child, packed)
     return model

@@ -1,10 +1,9 @@
 """ECMNet: U-shaped EDAB encoder-decoder, MSAU long skips, Mamba (SS2D) feature fusion."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Tuple
 
-import torch
 import torch.nn as nn
 
 from .edab import edab_stage

@@ -41,7 +41,8 @@ def _resize_reference(x, size):
 
 def test_dispatchers_are_the_pytorch_operators_on_cpu():
     x, weight, b, dilation = _depthwise_inputs(6, 13, 17, (3, 1), 4, torch.float32, "cpu")
-    torch.testing.assert_close(depthwise_conv2d(x, weight, b, dilation), _conv_reference(x, weight, b, dilation).float())
+    torch.testing.assert_close(depthwise_conv2d(x, weight, b, dilation),
+                               _conv_reference(x, weight, b, dilation).float())
     torch.testing.assert_close(resize_bilinear(x, (20, 9)), _resize_reference(x, (20, 9)).float())
 
 

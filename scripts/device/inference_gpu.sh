@@ -9,18 +9,19 @@
 # (e.g. --compile-both-layouts).
 # PROFILE_COMPILED=1: compiled ECMNet only, with a torch.profiler table of the compiled network.
 # INDUCTOR='--inductor k=v ...' with COMPILED=1: only the comparison, with those compiler options.
-# KERNELS=1: the channels_last kernels (issue 7, next step): their GPU tests, benchmarks/channels_last_ops.py,
-# then the compiled comparison with and without them (rows ECMNet and ECMNet+k), same run.
+# KERNELS=1: the opt-in kernels (issue 7, next step): their GPU tests, benchmarks/channels_last_ops.py, then
+# the compiled comparison with and without them (rows ECMNet, ECMNet+kf = channels_last kernels + fused
+# EDAB, ECMNet+k = channels_last kernels only; peers in the same run), with a profile of each.
 # COMPILED=1 runs only the compiled comparison (ECMNet vs peers, all with torch.compile) at
 # 1024x2048 fp16 and the node latency with compile:=true, fp16 (carry .whl/ros312).
 . "$(dirname "$0")/session.sh" /tmp/inference_gpu
 
 if [ -n "${KERNELS:-}" ]; then
-  step pytest_kernels 120 python -m pytest -q -p no:cacheprovider test/test_channels_last_ops.py \
-    test/test_inference_rewrites.py
+  step pytest_kernels 150 python -m pytest -q -p no:cacheprovider test/test_channels_last_ops.py \
+    test/test_edab_fused.py test/test_inference_rewrites.py
   step channels_last_ops 90 python benchmarks/channels_last_ops.py
   step inference_kernels $(( 585 - SECONDS )) python benchmarks/inference.py --sizes 1024x2048 --precisions fp16 \
-    --backends cuda --iters 100 --warmup 10 --compiled --channels-last-kernels --no-engine \
+    --backends cuda --iters 100 --warmup 10 --compiled --channels-last-kernels --fused-edab --no-engine --profile \
     --json "$OUT/inference_kernels.json"
   exit $status
 fi

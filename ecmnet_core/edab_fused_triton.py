@@ -1,0 +1,187 @@
+"""Triton kernels behind edab_fused (imported only where Triton is installed).
+
+Both kernels recompute EDAB's two depthwise branches for a row segment (BLOCK_P pixels x all
+channels) straight from the 1x3 convolution's output t, which stays in L2: 17 shifted loads of
+t per pixel (a 3x3 neighbourhood for the local branch and one of rate d for the atrous branch,
+the centre shared), PReLU(t) = y, then each branch's 3x1 conv + bias + PReLU per column offset,
+zeroed outside the image (the 1x3 conv's zero padding), and its 1x3 conv + bias + PReLU.
+
+  _edab_pool_kernel     walks a band of rows, accumulates the means the attentions need:
+                        local branch over H x W (channel attention), atrous branch over W
+                        per row and over H per column (dual-direction attention), fp32
+                        atomics into zeroed buffers (summation order varies run to run).
+  _edab_combine_kernel  z = y + local * CA gate + atrous * sigmoid(g_h + g_w), post BN +
+                        PReLU, one store: the expand convolution's input.
+
+Per-channel parameters arrive packed as rows of one tensor (edab_fused.PACKED_ROWS).
+"""
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+import triton
+import triton.language as tl
+
+ELEMENTS_PER_PROGRAM = 1024      # BLOCK_P x padded channels; 4 warps, ~8 live tiles
+
+
+@triton.jit
+def _prelu(v, a):
+    return tl.where(v >= 0.0, v, v * a)
+
+
+@triton.jit
+def _row(Pk, k, C, c, cm):
+    """Packed parameter row k as a (1, BC) fp32 tile."""
+    return tl.load(Pk + k * C + c, mask=cm, other=0.0).to(tl.float32)[None, :]
+
+
+@triton.jit
+def _load_y(T, b, hh, ww, c, cm, H, W, st_b, st_c, st_h, st_w, ay):
+    """PReLU(t) at row hh (scalar) and columns ww, zero outside the image (the convs' zero padding)."""
+    ok = (ww * 0 + hh >= 0) & (ww * 0 + hh < H) & (ww >= 0) & (ww < W)
+    t = tl.load(T + b * st_b + hh * st_h + ww[:, None] * st_w + c[None, :] * st_c,
+                mask=ok[:, None] & cm[None, :], other=0.0).to(tl.float32)
+    return _prelu(t, ay)
+
+
+@triton.jit
+def _branch(T, Pk, C, b, h, p, c, cm, H, W, st_b, st_c, st_h, st_w, ay, D, R0: tl.constexpr,
+            BP: tl.constexpr, BC: tl.constexpr):
+    """3x1 conv (rate D) + bias + PReLU, then 1x3 conv (rate D) + bias + PReLU, at row h, columns p.
+    Packed rows R0..R0+2: 3x1 taps, R0+3: bias, R0+4: PReLU, R0+5..R0+7: 1x3 taps, R0+8, R0+9."""
+    acc = tl.zeros([BP, BC], tl.float32)
+    for j in tl.static_range(3):
+        ww = p + (j - 1) * D
+        s = (_load_y(T, b, h - D, ww, c, cm, H, W, st_b, st_c, st_h, st_w, ay) * _row(Pk, R0, C, c, cm)
+             + _load_y(T, b, h, ww, c, cm, H, W, st_b, st_c, st_h, st_w, ay) * _row(Pk, R0 + 1, C, c, cm)
+             + _load_y(T, b, h + D, ww, c, cm, H, W, st_b, st_c, st_h, st_w, ay) * _row(Pk, R0 + 2, C, c, cm)
+             + _row(Pk, R0 + 3, C, c, cm))
+        s = _prelu(s, _row(Pk, R0 + 4, C, c, cm))
+        s = tl.where(((ww >= 0) & (ww < W))[:, None], s, 0.0)
+        acc += s * _row(Pk, R0 + 5 + j, C, c, cm)
+    return _prelu(acc + _row(Pk, R0 + 8, C, c, cm), _row(Pk, R0 + 9, C, c, cm))
+
+
+@triton.jit
+def _edab_pool_kernel(T, Pk, POOL, CA, C, H, W, D, RB, inv_w, inv_h, inv_hw,
+                      st_b, st_c, st_h, st_w, sp_b, sp_c, sp_l,
+                      BP: tl.constexpr, BC: tl.constexpr):
+    pw = tl.program_id(0)
+    band = tl.program_id(1)
+    b = tl.program_id(2).to(tl.int64)
+    p = pw * BP + tl.arange(0, BP)
+    c = tl.arange(0, BC)
+    cm = c < C
+    pm = p < W
+    ay = _row(Pk, 0, C, c, cm)
+    colsum = tl.zeros([BP, BC], tl.float32)
+    casum = tl.zeros([BC], tl.float32)
+    for r in range(RB):
+        h = band * RB + r
+        ok = (pm & (p * 0 + h < H))[:, None] & cm[None, :]
+        local = _branch(T, Pk, C, b, h, p, c, cm, H, W, st_b, st_c, st_h, st_w, ay, 1, 1, BP, BC)
+        atrous = _branch(T, Pk, C, b, h, p, c, cm, H, W, st_b, st_c, st_h, st_w, ay, D, 11, BP, BC)
+        local = tl.where(ok, local, 0.0)
+        atrous = tl.where(ok, atrous, 0.0)
+        casum += tl.sum(local, 0)
+        colsum += atrous
+        tl.atomic_add(POOL + b * sp_b + c * sp_c + h * sp_l, tl.sum(atrous, 0) * inv_w, mask=cm & (c * 0 + h < H))
+    tl.atomic_add(POOL + b * sp_b + c[None, :] * sp_c + (H + p[:, None]) * sp_l, colsum * inv_h,
+                  mask=pm[:, None] & cm[None, :])
+    tl.atomic_add(CA + b * C + c, casum * inv_hw, mask=cm)
+
+
+@triton.jit
+def _edab_combine_kernel(T, Pk, G, CA, CAW, U, C, H, W, D,
+                         st_b, st_c, st_h, st_w, sg_b, sg_c, sg_l, su_b, su_c, su_h, su_w,
+                         K_CA: tl.constexpr, BP: tl.constexpr, BC: tl.constexpr):
+    pw = tl.program_id(0)
+    h = tl.program_id(1)
+    b = tl.program_id(2).to(tl.int64)
+    p = pw * BP + tl.arange(0, BP)
+    c = tl.arange(0, BC)
+    cm = c < C
+    m = (p < W)[:, None] & cm[None, :]
+    ay = _row(Pk, 0, C, c, cm)
+    y = _load_y(T, b, h, p, c, cm, H, W, st_b, st_c, st_h, st_w, ay)
+    local = _branch(T, Pk, C, b, h, p, c, cm, H, W, st_b, st_c, st_h, st_w, ay, 1, 1, BP, BC)
+    atrous = _branch(T, Pk, C, b, h, p, c, cm, H, W, st_b, st_c, st_h, st_w, ay, D, 11, BP, BC)
+    # channel attention: sigmoid of the 1-D conv (zero padded) across the channel means
+    ca = tl.zeros([BC], tl.float32)
+    for k in tl.static_range(K_CA):
+        cc = c + (k - K_CA // 2)
+        ca += tl.load(CA + b * C + cc, mask=(cc >= 0) & (cc < C), other=0.0) * tl.load(CAW + k).to(tl.float32)
+    ca = tl.sigmoid(ca)
+    g_h = tl.load(G + b * sg_b + c * sg_c + h * sg_l, mask=cm, other=0.0).to(tl.float32)
+    g_w = tl.load(G + b * sg_b + c[None, :] * sg_c + (H + p[:, None]) * sg_l, mask=m, other=0.0).to(tl.float32)
+    z = y + local * ca[None, :] + atrous * tl.sigmoid(g_h[None, :] + g_w)
+    u = _prelu(z * _row(Pk, 21, C, c, cm) + _row(Pk, 22, C, c, cm), _row(Pk, 23, C, c, cm))
+    tl.store(U + b * su_b + h * su_h + p[:, None] * su_w + c[None, :] * su_c, u.to(U.dtype.element_ty), mask=m)
+
+
+def _check(t, packed):
+    if t.dim() != 4 or packed.shape != (24, t.shape[1]):
+        raise ValueError(f"fused EDAB: packed parameters {tuple(packed.shape)} do not fit t {tuple(t.shape)} "
+                         "(expected 24 x channels)")
+
+
+def _blocks(channels: int):
+    bc = max(16, triton.next_power_of_2(channels))
+    return max(16, ELEMENTS_PER_PROGRAM // bc), bc
+
+
+def edab_pool_triton(t, packed, dilation: int, rows_per_band=None):
+    """Channel-attention means (B, C) and the dual-direction attention's pooled descriptors
+    (B, C, H + W): the atrous branch's mean over W per row, then its mean over H per column."""
+    b, c, h, w = t.shape
+    _check(t, packed)
+    pooled = torch.zeros((b, c, h + w), device=t.device, dtype=torch.float32)
+    ca = torch.zeros((b, c), device=t.device, dtype=torch.float32)
+    bp, bc = _blocks(c)
+    n_cols = triton.cdiv(w, bp)
+    # enough programs to fill the GPU: bands of rows, fewer rows per band for small maps
+    rows_per_band = rows_per_band or max(1, min(16, (h * n_cols * b) // 1024))
+    _edab_pool_kernel[(n_cols, triton.cdiv(h, rows_per_band), b)](
+        t, packed, pooled, ca, c, h, w, int(dilation), rows_per_band, 1.0 / w, 1.0 / h, 1.0 / (h * w),
+        *t.stride(), *pooled.stride(), BP=bp, BC=bc, num_warps=4)
+    return pooled, ca
+
+
+def edab_combine_triton(t, packed, gates, ca, ca_weight, dilation: int):
+    """The expand convolution's input: PReLU(BN(y + local * CA + atrous * DDA gate))."""
+    b, c, h, w = t.shape
+    _check(t, packed)
+    if gates.shape != (b, c, h + w) or ca.shape != (b, c):
+        raise ValueError(f"edab_combine: gates {tuple(gates.shape)} / channel means {tuple(ca.shape)} do not fit "
+                         f"t {tuple(t.shape)}")
+    out = torch.empty_like(t)
+    bp, bc = _blocks(c)
+    _edab_combine_kernel[(triton.cdiv(w, bp), h, b)](
+        t, packed, gates, ca, ca_weight.contiguous(), out, c, h, w, int(dilation),
+        *t.stride(), *gates.stride(), *out.stride(), K_CA=ca_weight.numel(), BP=bp, BC=bc, num_warps=4)
+    return out
+
+
+# Opaque operators for torch.compile and CUDA-graph capture (as dda_gate_triton).
+@torch.library.custom_op("ecmnet::edab_pool", mutates_args=())
+def edab_pool_op(t: torch.Tensor, packed: torch.Tensor, dilation: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    return edab_pool_triton(t, packed, dilation)
+
+
+@edab_pool_op.register_fake
+def _(t, packed, dilation):
+    b, c, h, w = t.shape
+    return t.new_empty((b, c, h + w), dtype=torch.float32), t.new_empty((b, c), dtype=torch.float32)
+
+
+@torch.library.custom_op("ecmnet::edab_combine", mutates_args=())
+def edab_combine_op(t: torch.Tensor, packed: torch.Tensor, gates: torch.Tensor, ca: torch.Tensor,
+                    ca_weight: torch.Tensor, dilation: int) -> torch.Tensor:
+    return edab_combine_triton(t, packed, gates, ca, ca_weight, dilation)
+
+
+@edab_combine_op.register_fake
+def _(t, packed, gates, ca, ca_weight, dilation):
+    return torch.empty_like(t)
