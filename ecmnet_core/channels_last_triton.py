@@ -15,6 +15,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .row_segments_triton import row_segment, row_segment_blocks
+
 ELEMENTS_PER_PROGRAM = 2048      # BLOCK_P x padded channels; 4 warps
 
 
@@ -23,12 +25,7 @@ def _depthwise_kernel(X, Wt, Bias, Y, C, H, W,
                       sx_b, sx_c, sx_h, sx_w, sy_b, sy_c, sy_h, sy_w,
                       KH: tl.constexpr, KW: tl.constexpr, DH: tl.constexpr, DW: tl.constexpr,
                       HAS_BIAS: tl.constexpr, BP: tl.constexpr, BC: tl.constexpr):
-    pw = tl.program_id(0)
-    h = tl.program_id(1)
-    b = tl.program_id(2).to(tl.int64)
-    p = pw * BP + tl.arange(0, BP)
-    c = tl.arange(0, BC)
-    cm = c < C
+    h, b, p, c, cm = row_segment(C, BP, BC)
     acc = tl.zeros([BP, BC], tl.float32)
     for i in tl.static_range(KH):
         hh = h + (i - KH // 2) * DH
@@ -50,20 +47,16 @@ def _bilinear_kernel(X, Y, C, H_in, W_in, W_out, scale_h, scale_w,
                      sx_b, sx_c, sx_h, sx_w, sy_b, sy_c, sy_h, sy_w,
                      BP: tl.constexpr, BC: tl.constexpr):
     # PyTorch's align_corners=False rule: src = max(scale * (dst + 0.5) - 0.5, 0), neighbour clamped
-    pw = tl.program_id(0)
-    oh = tl.program_id(1)
-    b = tl.program_id(2).to(tl.int64)
+    oh, b, p, c, cm = row_segment(C, BP, BC)
     src_h = tl.maximum(scale_h * (oh + 0.5) - 0.5, 0.0)
     h0 = src_h.to(tl.int32)
     lh = src_h - h0
     h1 = tl.minimum(h0 + 1, H_in - 1)
-    p = pw * BP + tl.arange(0, BP)
     src_w = tl.maximum(scale_w * (p.to(tl.float32) + 0.5) - 0.5, 0.0)
     w0 = tl.minimum(src_w.to(tl.int32), W_in - 1)
     lw = (src_w - w0)[:, None]
     w1 = tl.minimum(w0 + 1, W_in - 1)
-    c = tl.arange(0, BC)
-    m = (p < W_out)[:, None] & (c < C)[None, :]
+    m = (p < W_out)[:, None] & cm[None, :]
     base = X + b * sx_b + c[None, :] * sx_c
     v00 = tl.load(base + h0 * sx_h + w0[:, None] * sx_w, mask=m, other=0.0).to(tl.float32)
     v01 = tl.load(base + h0 * sx_h + w1[:, None] * sx_w, mask=m, other=0.0).to(tl.float32)
@@ -75,17 +68,12 @@ def _bilinear_kernel(X, Y, C, H_in, W_in, W_out, scale_h, scale_w,
     tl.store(Y + b * sy_b + oh * sy_h + p[:, None] * sy_w + c[None, :] * sy_c, out.to(Y.dtype.element_ty), mask=m)
 
 
-def _blocks(channels: int):
-    bc = max(16, triton.next_power_of_2(channels))
-    return max(16, ELEMENTS_PER_PROGRAM // bc), bc
-
-
 def depthwise_conv2d_triton(x, weight, bias, dilation):
     """'same' depthwise convolution, stride 1, odd kernel: F.conv2d(x, weight, bias, 1, pad, dilation, C)."""
     b, c, h, w = x.shape
     kh, kw = weight.shape[-2:]
     out = torch.empty_like(x)
-    bp, bc = _blocks(c)
+    bp, bc = row_segment_blocks(c, ELEMENTS_PER_PROGRAM)
     _depthwise_kernel[(triton.cdiv(w, bp), h, b)](
         x, weight.contiguous(), bias if bias is not None else weight, out, c, h, w,
         *x.stride(), *out.stride(), KH=kh, KW=kw, DH=dilation[0], DW=dilation[1],
@@ -99,7 +87,7 @@ def resize_bilinear_triton(x, size):
     oh, ow = size
     fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
     out = torch.empty((b, c, oh, ow), device=x.device, dtype=x.dtype, memory_format=fmt)
-    bp, bc = _blocks(c)
+    bp, bc = row_segment_blocks(c, ELEMENTS_PER_PROGRAM)
     _bilinear_kernel[(triton.cdiv(ow, bp), oh, b)](
         x, out, c, h, w, ow, h / oh, w / ow, *x.stride(), *out.stride(), BP=bp, BC=bc, num_warps=4)
     return out

@@ -23,6 +23,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .row_segments_triton import row_segment, row_segment_blocks
+
 ELEMENTS_PER_PROGRAM = 1024      # BLOCK_P x padded channels; 4 warps, ~8 live tiles
 
 
@@ -68,12 +70,7 @@ def _branch(T, Pk, C, b, h, p, c, cm, H, W, st_b, st_c, st_h, st_w, ay, D, R0: t
 def _edab_pool_kernel(T, Pk, POOL, CA, C, H, W, D, RB, inv_w, inv_h, inv_hw,
                       st_b, st_c, st_h, st_w, sp_b, sp_c, sp_l,
                       BP: tl.constexpr, BC: tl.constexpr):
-    pw = tl.program_id(0)
-    band = tl.program_id(1)
-    b = tl.program_id(2).to(tl.int64)
-    p = pw * BP + tl.arange(0, BP)
-    c = tl.arange(0, BC)
-    cm = c < C
+    band, b, p, c, cm = row_segment(C, BP, BC)
     pm = p < W
     ay = _row(Pk, 0, C, c, cm)
     colsum = tl.zeros([BP, BC], tl.float32)
@@ -97,12 +94,7 @@ def _edab_pool_kernel(T, Pk, POOL, CA, C, H, W, D, RB, inv_w, inv_h, inv_hw,
 def _edab_combine_kernel(T, Pk, G, CA, CAW, U, C, H, W, D,
                          st_b, st_c, st_h, st_w, sg_b, sg_c, sg_l, su_b, su_c, su_h, su_w,
                          K_CA: tl.constexpr, BP: tl.constexpr, BC: tl.constexpr):
-    pw = tl.program_id(0)
-    h = tl.program_id(1)
-    b = tl.program_id(2).to(tl.int64)
-    p = pw * BP + tl.arange(0, BP)
-    c = tl.arange(0, BC)
-    cm = c < C
+    h, b, p, c, cm = row_segment(C, BP, BC)
     m = (p < W)[:, None] & cm[None, :]
     ay = _row(Pk, 0, C, c, cm)
     y = _load_y(T, b, h, p, c, cm, H, W, st_b, st_c, st_h, st_w, ay)
@@ -127,11 +119,6 @@ def _check(t, packed):
                          "(expected 24 x channels)")
 
 
-def _blocks(channels: int):
-    bc = max(16, triton.next_power_of_2(channels))
-    return max(16, ELEMENTS_PER_PROGRAM // bc), bc
-
-
 def edab_pool_triton(t, packed, dilation: int, rows_per_band=None):
     """Channel-attention means (B, C) and the dual-direction attention's pooled descriptors
     (B, C, H + W): the atrous branch's mean over W per row, then its mean over H per column."""
@@ -139,7 +126,7 @@ def edab_pool_triton(t, packed, dilation: int, rows_per_band=None):
     _check(t, packed)
     pooled = torch.zeros((b, c, h + w), device=t.device, dtype=torch.float32)
     ca = torch.zeros((b, c), device=t.device, dtype=torch.float32)
-    bp, bc = _blocks(c)
+    bp, bc = row_segment_blocks(c, ELEMENTS_PER_PROGRAM)
     n_cols = triton.cdiv(w, bp)
     # enough programs to fill the GPU: bands of rows, fewer rows per band for small maps
     rows_per_band = rows_per_band or max(1, min(16, (h * n_cols * b) // 1024))
@@ -157,7 +144,7 @@ def edab_combine_triton(t, packed, gates, ca, ca_weight, dilation: int):
         raise ValueError(f"edab_combine: gates {tuple(gates.shape)} / channel means {tuple(ca.shape)} do not fit "
                          f"t {tuple(t.shape)}")
     out = torch.empty_like(t)
-    bp, bc = _blocks(c)
+    bp, bc = row_segment_blocks(c, ELEMENTS_PER_PROGRAM)
     _edab_combine_kernel[(triton.cdiv(w, bp), h, b)](
         t, packed, gates, ca, ca_weight.contiguous(), out, c, h, w, int(dilation),
         *t.stride(), *gates.stride(), *out.stride(), K_CA=ca_weight.numel(), BP=bp, BC=bc, num_warps=4)

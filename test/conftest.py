@@ -1,7 +1,11 @@
-"""Shared fixtures: a tiny random-init checkpoint and the CamVid path (skips when absent)."""
+"""Shared fixtures: a tiny random-init checkpoint, the CamVid path (skips when absent), and a runner for
+scripts under Triton's CPU interpreter."""
 from __future__ import annotations
 
+import importlib.util
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,3 +37,20 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     save_checkpoint(path, model, make_metadata(11, CAMVID_CLASSES, CAMVID_COLORS, ignore_index=11,
                                                input_size=(64, 96), dataset="random-init"))
     return path
+
+
+@pytest.fixture
+def triton_interpreter():
+    """run(script, timeout): the script in a fresh Python with TRITON_INTERPRET=1 (the interpreter is
+    chosen when kernels are defined), the repo and test/ importable; asserts it prints 'ok' last."""
+    if importlib.util.find_spec("triton") is None:
+        pytest.skip("needs Triton (its CPU interpreter)")
+
+    def run(script: str, timeout: int = 600):
+        here = Path(__file__).resolve().parent
+        env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=os.pathsep.join([str(REPO), str(here), *sys.path]))
+        done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                              timeout=timeout)
+        assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
+
+    return run

@@ -2,9 +2,6 @@
 operators (on CUDA; and on CPU through Triton's interpreter where Triton is installed), and the
 dispatchers fall back to those operators elsewhere."""
 import importlib
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -123,13 +120,6 @@ print("ok")
 """
 
 
-@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs Triton (its CPU interpreter)")
-def test_kernels_under_the_triton_interpreter():
-    """The same kernels run by Triton's interpreter on CPU tensors (a fresh process: the interpreter is
-    chosen when the kernels are defined)."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    env = dict(os.environ, TRITON_INTERPRET="1",
-               PYTHONPATH=os.pathsep.join([os.path.dirname(here), here, *sys.path]))
-    run = subprocess.run([sys.executable, "-c", _INTERPRETER_CHECK], env=env, capture_output=True, text=True,
-                         timeout=600)
-    assert run.returncode == 0 and run.stdout.strip().endswith("ok"), run.stderr[-3000:]
+def test_kernels_under_the_triton_interpreter(triton_interpreter):
+    """The same kernels run by Triton's interpreter on CPU tensors."""
+    triton_interpreter(_INTERPRETER_CHECK)

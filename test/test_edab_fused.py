@@ -2,9 +2,6 @@
 CPU through Triton's interpreter where Triton is installed); elsewhere the block runs its modules."""
 import copy
 import importlib
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -126,11 +123,5 @@ print("ok")
 """
 
 
-@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs Triton (its CPU interpreter)")
-def test_fused_kernels_under_the_triton_interpreter():
-    here = os.path.dirname(os.path.abspath(__file__))
-    env = dict(os.environ, TRITON_INTERPRET="1",
-               PYTHONPATH=os.pathsep.join([os.path.dirname(here), here, *sys.path]))
-    run = subprocess.run([sys.executable, "-c", _INTERPRETER_CHECK], env=env, capture_output=True, text=True,
-                         timeout=900)
-    assert run.returncode == 0 and run.stdout.strip().endswith("ok"), run.stderr[-3000:]
+def test_fused_kernels_under_the_triton_interpreter(triton_interpreter):
+    triton_interpreter(_INTERPRETER_CHECK, timeout=900)
