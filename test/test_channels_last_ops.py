@@ -93,8 +93,9 @@ def test_ops_inside_torch_compile_and_cuda_graph():
         out = compiled(static)
     static.copy_(x * 0.5)
     graph.replay()
-    torch.testing.assert_close(out, f(x * 0.5))
-    torch.testing.assert_close(compiled(x), eager)
+    # Inductor computes `* 2 + 1` in fp32 and rounds once; eager rounds each op to fp16
+    torch.testing.assert_close(out, f(x * 0.5), rtol=2e-2, atol=5e-2)
+    torch.testing.assert_close(compiled(x), eager, rtol=2e-2, atol=5e-2)
 
 
 _INTERPRETER_CHECK = r"""

@@ -63,7 +63,8 @@ def _run_fused(fused, x, pool, combine):
 
 @pytest.mark.skipif(not (torch.cuda.is_available() and importlib.util.find_spec("triton")),
                     reason="needs CUDA and Triton")
-@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.float16, 3e-2)])
+# fp16: the convolutions around the fused part run in fp16 too (cuDNN); compared with fp32 modules
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.float16, 5e-2)])
 @pytest.mark.parametrize("case", CASES + [(64, 2, 128, 256, True)])
 def test_fused_kernels_match_the_block_on_cuda(case, dtype, tol):
     from ecmnet_core.edab_fused_triton import edab_combine_op, edab_pool_op
@@ -73,10 +74,15 @@ def test_fused_kernels_match_the_block_on_cuda(case, dtype, tol):
     reference = copy.deepcopy(block).cuda()                  # fp32 modules
     fused = fused.cuda().to(dtype)
     x = torch.randn(2, c, h, w, device="cuda").to(dtype).contiguous(memory_format=torch.channels_last)
-    with torch.no_grad():
-        ref = reference(x.float())
-        dispatched = fused(x)                                # the forward the engine calls
-    got = _run_fused(fused, x, edab_pool_op, edab_combine_op)
+    tf32 = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False                  # fp32 convs in fp32 on both sides
+    try:
+        with torch.no_grad():
+            ref = reference(x.float())
+            dispatched = fused(x)                            # the forward the engine calls
+            got = _run_fused(fused, x, edab_pool_op, edab_combine_op)
+    finally:
+        torch.backends.cudnn.allow_tf32 = tf32
     assert got.dtype == dtype
     torch.testing.assert_close(got.float(), ref, rtol=tol, atol=tol)
     # fp32 atomics: the means' summation order varies between runs, so not bit-equal
@@ -98,7 +104,7 @@ def test_fused_block_compiles_and_replays_in_a_cuda_graph():
         with torch.cuda.graph(graph):
             out = compiled(static)
         graph.replay()
-    torch.testing.assert_close(out, eager, rtol=1e-2, atol=1e-2)
+    torch.testing.assert_close(out, eager, rtol=5e-2, atol=5e-2)     # fp16, Inductor fuses and rounds once
 
 
 _INTERPRETER_CHECK = r"""
