@@ -1,13 +1,14 @@
-"""EDAB's middle, from its 1x3 convolution's output to its expand convolution's input, in three
-launches (two Triton kernels around the fused dual-direction-attention kernel).
+"""EDAB stages with each block's work after its 1x3 convolution in three launches: two Triton
+kernels around the fused dual-direction-attention kernel.
 
-Why: between those two convolutions an EDAB is two depthwise branches, PReLUs, three means for
-its attentions and the weighted sum, which torch.compile turns into 8 small kernels per block
-(about 34 us per block at 1/8 resolution on an H100, 21 blocks per forward; profile in
-docs/benchmarks/inference.md). Here one kernel reads the conv output once for all three means,
-the DDA kernel turns them into gates, and one kernel reads it again and writes the sum:
-edab_fused_triton.py. On CPU, without Triton, or for other block shapes the block runs its own
-modules (the test oracle).
+Why: after an EDAB's 1x3 convolution come two depthwise branches, PReLUs, three means for its
+attentions, the weighted sum, the expand convolution, the residual, the channel shuffle and the
+next block's BN + PReLU. torch.compile makes ~10 small kernels and a cuDNN call of that per block
+(at 1/8 resolution on an H100: about 34 us for the part before the expand convolution alone, 21
+blocks per forward; profile in docs/benchmarks/inference.md). Here edab_pool reads the conv output
+once for all three means, the DDA kernel turns them into gates, and edab_finish reads it again and
+writes the block's output and the next block's first-conv input: edab_fused_triton.py. On CPU,
+without Triton, or for other block shapes the stage runs its own modules (the test oracle).
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ if importlib.util.find_spec("triton") is not None and torch.cuda.is_available():
 
         warnings.warn(f"fused EDAB kernels unavailable ({type(exc).__name__}: {exc}); using the modules")
 
-MAX_KERNEL_CHANNELS = 128    # EDAB's reduced width; ECMNet's are 16-64
+MAX_KERNEL_CHANNELS = 128    # EDAB's reduced width (ECMNet's: 16-64); the block width up to twice that
 
 # rows of the packed per-channel parameters (edab_fused_triton reads them by these indices)
 PACKED_ROWS = ("y_prelu",
@@ -51,9 +52,20 @@ def _prelu_weight(prelu: nn.PReLU, c: int) -> torch.Tensor:
     return prelu.weight.detach().float().expand(c) if prelu.weight.numel() == 1 else prelu.weight.detach().float()
 
 
+def _bn_prelu_params(seq, channels: int) -> Optional[torch.Tensor]:
+    """(3, C): an eval BNPReLU's BN scale and shift and its PReLU slopes, or None if not of that form."""
+    if not (isinstance(seq, nn.Sequential) and len(seq) == 2 and type(seq[0]) is nn.BatchNorm2d
+            and type(seq[1]) is nn.PReLU and seq[0].running_var is not None and seq[0].affine):
+        return None
+    bn = seq[0]
+    scale = bn.weight.detach().float() / torch.sqrt(bn.running_var.float() + bn.eps)
+    shift = bn.bias.detach().float() - bn.running_mean.float() * scale
+    return torch.stack([scale, shift, _prelu_weight(seq[1], channels)])
+
+
 def pack_edab(block) -> Optional[dict]:
-    """The per-channel parameters of a BN-folded, DDA-rewritten EDAB's middle, or None if the block
-    does not have the expected form (then it keeps running its own modules)."""
+    """The per-channel parameters of a BN-folded, DDA-rewritten EDAB between its 1x3 and expand
+    convolutions, or None if the block does not have that form (then its stage keeps its modules)."""
     from .inference_rewrites import _ChannelAttentionTaps, _FusedDualDirectionAttention
     from .layers import ChannelAttention
 
@@ -68,11 +80,11 @@ def pack_edab(block) -> Optional[dict]:
         ca_weight = ca.weight.detach().reshape(-1)
     else:
         return None
-    if not (isinstance(post, nn.Sequential) and len(post) == 2 and type(post[0]) is nn.BatchNorm2d
-            and type(post[1]) is nn.PReLU and post[0].running_var is not None):
-        return None
     (conv1x3, y_prelu), (l1, l1a), (l2, l2a), (a1, a1a), (a2, a2a) = parts
     c = conv1x3.weight.shape[0]
+    post = _bn_prelu_params(post, c)
+    if post is None:
+        return None
     d = a1.dilation[0]
     shapes_ok = (tuple(l1.weight.shape) == (c, 1, 3, 1) and tuple(l2.weight.shape) == (c, 1, 1, 3)
                  and tuple(a1.weight.shape) == (c, 1, 3, 1) and tuple(a2.weight.shape) == (c, 1, 1, 3)
@@ -80,19 +92,60 @@ def pack_edab(block) -> Optional[dict]:
                  and tuple(a1.dilation) == (d, 1) and tuple(a2.dilation) == (1, d) and ca_weight.numel() % 2 == 1)
     if not shapes_ok:
         return None
-    bn = post[0]
-    scale = bn.weight.detach().float() / torch.sqrt(bn.running_var.float() + bn.eps)
-    shift = bn.bias.detach().float() - bn.running_mean.float() * scale
     rows = [_prelu_weight(y_prelu, c)]
     for conv3x1, act1, conv1x3_, act2 in ((l1, l1a, l2, l2a), (a1, a1a, a2, a2a)):
         rows += list(conv3x1.weight.detach().float()[:, 0, :, 0].t())
         rows += [conv3x1.bias.detach().float(), _prelu_weight(act1, c)]
         rows += list(conv1x3_.weight.detach().float()[:, 0, 0, :].t())
         rows += [conv1x3_.bias.detach().float(), _prelu_weight(act2, c)]
-    rows += [scale, shift, _prelu_weight(post[1], c)]
+    rows += list(post)                                   # post BN scale, shift, PReLU
     packed = torch.stack([r.reshape(c) for r in rows])
     assert packed.shape[0] == len(PACKED_ROWS)
-    return dict(packed=packed, ca_weight=ca_weight.float(), dilation=int(d), dda=dda)
+    return dict(packed=packed, ca_weight=ca_weight.float(), dilation=int(d))
+
+
+def _shuffle_source(shuffle, channels: int) -> Optional[torch.Tensor]:
+    """src with shuffle(v)[:, o] == v[:, src[o]] for EDAB's channel shuffle (view / transpose / reshape)."""
+    groups = getattr(shuffle, "groups", None)
+    if groups is None or channels % groups:
+        return None
+    o = torch.arange(channels)
+    return (o % groups) * (channels // groups) + o // groups
+
+
+class _BlockKernelParams(nn.Module):
+    """One block's parameters in the kernels' layouts (buffers: they follow .to(device, dtype))."""
+
+    def __init__(self, block, packed: dict):
+        super().__init__()
+        device = block.expand.weight.device
+        for name in ("packed", "ca_weight", "expand_t", "shuffle_src", "pre"):
+            self.register_buffer(name, packed[name].to(device))
+        self.dilation = packed["dilation"]
+
+
+def pack_stage(stage) -> Optional[list]:
+    """pack_edab for every block of an EDAB stage (plus expand weight, shuffle and pre), or None."""
+    from .edab import EDAB
+
+    if not (isinstance(stage, nn.Sequential) and len(stage) and all(type(b) is EDAB for b in stage)):
+        return None
+    packs = []
+    for block in stage:
+        packed = pack_edab(block)
+        expand = block.expand
+        channels = expand.out_channels if type(expand) is nn.Conv2d else None
+        if (packed is None or channels is None or expand.bias is not None or expand.kernel_size != (1, 1)
+                or expand.groups != 1):
+            return None
+        src = _shuffle_source(block.shuffle, channels)
+        pre = _bn_prelu_params(block.pre, channels)
+        if src is None or pre is None:
+            return None
+        packed.update(expand_t=expand.weight.detach()[src, :, 0, 0].t().contiguous(), shuffle_src=src.to(torch.int32),
+                      pre=pre)
+        packs.append(packed)
+    return packs
 
 
 def edab_pool(t, packed, dilation: int):
@@ -100,34 +153,36 @@ def edab_pool(t, packed, dilation: int):
     return _ops.edab_pool_op(t, packed, dilation)
 
 
-def edab_combine(t, packed, gates, ca, ca_weight, dilation: int):
-    """The expand convolution's input (Triton, CUDA)."""
-    return _ops.edab_combine_op(t, packed, gates, ca, ca_weight, dilation)
+def edab_finish(t, x, packed, gates, ca, ca_weight, expand_t, shuffle_src, next_pre, dilation: int):
+    """(block output, next block's first-conv input or an empty tensor) (Triton, CUDA)."""
+    return _ops.edab_finish_op(t, x, packed, gates, ca, ca_weight, expand_t, shuffle_src, next_pre, dilation)
 
 
-class FusedEDAB(nn.Module):
-    """An EDAB whose middle runs as edab_pool -> dda_gates -> edab_combine on CUDA with Triton."""
+class FusedEDABStage(nn.Module):
+    """An EDAB stage whose blocks run conv3x1 -> conv1x3 (cuDNN) -> edab_pool -> dda_gates ->
+    edab_finish on CUDA with Triton; the stage's own modules everywhere else."""
 
-    def __init__(self, block, packed: dict):
+    def __init__(self, stage: nn.Sequential, packs: list):
         super().__init__()
-        self.block = block                               # its modules: the path everywhere else
-        self.register_buffer("packed", packed["packed"].to(block.conv1x3[0].weight.device))
-        self.register_buffer("ca_weight", packed["ca_weight"].to(block.conv1x3[0].weight.device))
-        self.dilation = packed["dilation"]
-        self.dda = packed["dda"]
+        self.stage = stage
+        self.kernels = nn.ModuleList(_BlockKernelParams(b, p) for b, p in zip(stage, packs))
+        self.fits_kernels = all(b.expand.in_channels <= MAX_KERNEL_CHANNELS
+                                and b.expand.out_channels <= 2 * MAX_KERNEL_CHANNELS for b in stage)
 
     def forward(self, x):
-        blk = self.block
-        if not (_ops is not None and x.is_cuda and x.dim() == 4 and blk.conv1x3[0].out_channels <= MAX_KERNEL_CHANNELS):
-            return blk(x)
+        if not (_ops is not None and x.is_cuda and x.dim() == 4 and self.fits_kernels):
+            return self.stage(x)
         return self.fused_forward(x)
 
-    def fused_forward(self, x, pool=edab_pool, combine=edab_combine):
-        blk = self.block
-        t = blk.conv1x3[0](blk.conv3x1(blk.reduce(blk.pre(x))))
-        pooled, ca = pool(t, self.packed, self.dilation)
-        dda = self.dda
-        gates = dda_gates(pooled.to(t.dtype), dda.qk.weight.flatten(1), dda.v.weight.flatten(1), dda.inner,
-                          t.shape[2], dda.scale)
-        u = combine(t, self.packed, gates, ca, self.ca_weight, self.dilation)
-        return blk.shuffle(blk.expand(u) + x)
+    def fused_forward(self, x, pool=edab_pool, finish=edab_finish):
+        p = self.stage[0].pre(x)
+        last = len(self.stage) - 1
+        for i, (blk, k) in enumerate(zip(self.stage, self.kernels)):
+            t = blk.conv1x3[0](blk.conv3x1(blk.reduce(p)))
+            pooled, ca = pool(t, k.packed, k.dilation)
+            dda = blk.atrous[2]
+            gates = dda_gates(pooled.to(t.dtype), dda.qk.weight.flatten(1), dda.v.weight.flatten(1), dda.inner,
+                              t.shape[2], dda.scale)
+            x, p = finish(t, x, k.packed, gates, ca, k.ca_weight, k.expand_t, k.shuffle_src,
+                          self.kernels[i + 1].pre if i < last else None, k.dilation)
+        return x

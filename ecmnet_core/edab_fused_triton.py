@@ -10,14 +10,17 @@ zeroed outside the image (the 1x3 conv's zero padding), and its 1x3 conv + bias 
                         local branch over H x W (channel attention), atrous branch over W
                         per row and over H per column (dual-direction attention), fp32
                         atomics into zeroed buffers (summation order varies run to run).
-  _edab_combine_kernel  z = y + local * CA gate + atrous * sigmoid(g_h + g_w), post BN +
-                        PReLU, one store: the expand convolution's input.
+  _edab_finish_kernel   z = y + local * CA gate + atrous * sigmoid(g_h + g_w), post BN + PReLU,
+                        then the expand 1x1 conv (tl.dot, its weight rows in channel-shuffle
+                        order), the residual (gathered in the same order) and, when there is
+                        a next block, its BN + PReLU: the block's output and the next
+                        block's first-conv input, two stores.
 
 Per-channel parameters arrive packed as rows of one tensor (edab_fused.PACKED_ROWS).
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 import triton
@@ -91,11 +94,13 @@ def _edab_pool_kernel(T, Pk, POOL, CA, C, H, W, D, RB, inv_w, inv_h, inv_hw,
 
 
 @triton.jit
-def _edab_combine_kernel(T, Pk, G, CA, CAW, U, C, H, W, D,
-                         st_b, st_c, st_h, st_w, sg_b, sg_c, sg_l, su_b, su_c, su_h, su_w,
-                         K_CA: tl.constexpr, BP: tl.constexpr, BC: tl.constexpr):
+def _edab_finish_kernel(T, X, Pk, G, CA, CAW, WE, SRC, NPRE, XO, PO, C, CO, H, W, D,
+                        st_b, st_c, st_h, st_w, sx_b, sx_c, sx_h, sx_w, sg_b, sg_c, sg_l,
+                        so_b, so_c, so_h, so_w,
+                        K_CA: tl.constexpr, HAS_NEXT: tl.constexpr, DOT_IEEE: tl.constexpr,
+                        BP: tl.constexpr, BC: tl.constexpr, BO: tl.constexpr):
     h, b, p, c, cm = row_segment(C, BP, BC)
-    m = (p < W)[:, None] & cm[None, :]
+    pm = p < W
     ay = _row(Pk, 0, C, c, cm)
     y = _load_y(T, b, h, p, c, cm, H, W, st_b, st_c, st_h, st_w, ay)
     local = _branch(T, Pk, C, b, h, p, c, cm, H, W, st_b, st_c, st_h, st_w, ay, 1, 1, BP, BC)
@@ -107,10 +112,30 @@ def _edab_combine_kernel(T, Pk, G, CA, CAW, U, C, H, W, D,
         ca += tl.load(CA + b * C + cc, mask=(cc >= 0) & (cc < C), other=0.0) * tl.load(CAW + k).to(tl.float32)
     ca = tl.sigmoid(ca)
     g_h = tl.load(G + b * sg_b + c * sg_c + h * sg_l, mask=cm, other=0.0).to(tl.float32)
-    g_w = tl.load(G + b * sg_b + c[None, :] * sg_c + (H + p[:, None]) * sg_l, mask=m, other=0.0).to(tl.float32)
+    g_w = tl.load(G + b * sg_b + c[None, :] * sg_c + (H + p[:, None]) * sg_l,
+                  mask=pm[:, None] & cm[None, :], other=0.0).to(tl.float32)
     z = y + local * ca[None, :] + atrous * tl.sigmoid(g_h[None, :] + g_w)
-    u = _prelu(z * _row(Pk, 21, C, c, cm) + _row(Pk, 22, C, c, cm), _row(Pk, 23, C, c, cm))
-    tl.store(U + b * su_b + h * su_h + p[:, None] * su_w + c[None, :] * su_c, u.to(U.dtype.element_ty), mask=m)
+    u = _prelu(z * _row(Pk, 21, C, c, cm) + _row(Pk, 22, C, c, cm), _row(Pk, 23, C, c, cm))   # 0 where c >= C
+    # expand 1x1 conv on the tensor cores; its output channels already in channel-shuffle order
+    o = tl.arange(0, BO)
+    om = o < CO
+    we = tl.load(WE + c[:, None] * CO + o[None, :], mask=cm[:, None] & om[None, :], other=0.0)    # BC x BO
+    if DOT_IEEE:
+        e = tl.dot(u, we.to(tl.float32), input_precision="ieee")
+    else:
+        e = tl.dot(u.to(WE.dtype.element_ty), we)
+    # residual, shuffled the same way: output channel o is input channel SRC[o]
+    src = tl.load(SRC + o, mask=om, other=0)
+    mo = pm[:, None] & om[None, :]
+    xn = e + tl.load(X + b * sx_b + h * sx_h + p[:, None] * sx_w + src[None, :] * sx_c, mask=mo,
+                     other=0.0).to(tl.float32)
+    out = b * so_b + h * so_h + p[:, None] * so_w + o[None, :] * so_c
+    tl.store(XO + out, xn.to(XO.dtype.element_ty), mask=mo)
+    if HAS_NEXT:     # the next block's BN + PReLU, the input of its first convolution
+        s = tl.load(NPRE + o, mask=om, other=0.0).to(tl.float32)[None, :]
+        sh = tl.load(NPRE + CO + o, mask=om, other=0.0).to(tl.float32)[None, :]
+        a = tl.load(NPRE + 2 * CO + o, mask=om, other=0.0).to(tl.float32)[None, :]
+        tl.store(PO + out, _prelu(xn * s + sh, a).to(PO.dtype.element_ty), mask=mo)
 
 
 def _check(t, packed):
@@ -136,19 +161,31 @@ def edab_pool_triton(t, packed, dilation: int, rows_per_band=None):
     return pooled, ca
 
 
-def edab_combine_triton(t, packed, gates, ca, ca_weight, dilation: int):
-    """The expand convolution's input: PReLU(BN(y + local * CA + atrous * DDA gate))."""
+def edab_finish_triton(t, x, packed, gates, ca, ca_weight, expand_t, shuffle_src, next_pre, dilation: int):
+    """The block's output shuffle(expand(PReLU(BN(y + local * CA + atrous * DDA gate))) + x) and, with
+    next_pre (3 x C: BN scale, shift, PReLU of the next block), that block's first-conv input; else an
+    empty tensor."""
     b, c, h, w = t.shape
+    co = x.shape[1]
     _check(t, packed)
-    if gates.shape != (b, c, h + w) or ca.shape != (b, c):
-        raise ValueError(f"edab_combine: gates {tuple(gates.shape)} / channel means {tuple(ca.shape)} do not fit "
-                         f"t {tuple(t.shape)}")
-    out = torch.empty_like(t)
+    if (tuple(x.shape) != (b, co, h, w) or tuple(gates.shape) != (b, c, h + w) or tuple(ca.shape) != (b, c)
+            or tuple(expand_t.shape) != (c, co) or tuple(shuffle_src.shape) != (co,)
+            or (next_pre is not None and tuple(next_pre.shape) != (3, co))):
+        raise ValueError(f"edab_finish: shapes do not fit: t {tuple(t.shape)}, x {tuple(x.shape)}, gates "
+                         f"{tuple(gates.shape)}, channel means {tuple(ca.shape)}, expand {tuple(expand_t.shape)}, "
+                         f"shuffle {tuple(shuffle_src.shape)}")
+    x_next = torch.empty_like(x)
+    p_next = torch.empty_like(x) if next_pre is not None else x.new_empty(0)
     bp, bc = row_segment_blocks(c, ELEMENTS_PER_PROGRAM)
-    _edab_combine_kernel[(triton.cdiv(w, bp), h, b)](
-        t, packed, gates, ca, ca_weight.contiguous(), out, c, h, w, int(dilation),
-        *t.stride(), *gates.stride(), *out.stride(), K_CA=ca_weight.numel(), BP=bp, BC=bc, num_warps=4)
-    return out
+    bo = max(16, triton.next_power_of_2(co))
+    _edab_finish_kernel[(triton.cdiv(w, bp), h, b)](
+        t, x, packed, gates, ca, ca_weight.contiguous(), expand_t.contiguous(), shuffle_src.contiguous(),
+        next_pre.contiguous() if next_pre is not None else packed, x_next,
+        p_next if next_pre is not None else x_next, c, co, h, w, int(dilation),
+        *t.stride(), *x.stride(), *gates.stride(), *x_next.stride(),
+        K_CA=ca_weight.numel(), HAS_NEXT=next_pre is not None, DOT_IEEE=t.dtype == torch.float32,
+        BP=bp, BC=bc, BO=bo, num_warps=4)
+    return x_next, p_next
 
 
 # Opaque operators for torch.compile and CUDA-graph capture (as dda_gate_triton).
@@ -163,12 +200,13 @@ def _(t, packed, dilation):
     return t.new_empty((b, c, h + w), dtype=torch.float32), t.new_empty((b, c), dtype=torch.float32)
 
 
-@torch.library.custom_op("ecmnet::edab_combine", mutates_args=())
-def edab_combine_op(t: torch.Tensor, packed: torch.Tensor, gates: torch.Tensor, ca: torch.Tensor,
-                    ca_weight: torch.Tensor, dilation: int) -> torch.Tensor:
-    return edab_combine_triton(t, packed, gates, ca, ca_weight, dilation)
+@torch.library.custom_op("ecmnet::edab_finish", mutates_args=())
+def edab_finish_op(t: torch.Tensor, x: torch.Tensor, packed: torch.Tensor, gates: torch.Tensor, ca: torch.Tensor,
+                   ca_weight: torch.Tensor, expand_t: torch.Tensor, shuffle_src: torch.Tensor,
+                   next_pre: Optional[torch.Tensor], dilation: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    return edab_finish_triton(t, x, packed, gates, ca, ca_weight, expand_t, shuffle_src, next_pre, dilation)
 
 
-@edab_combine_op.register_fake
-def _(t, packed, gates, ca, ca_weight, dilation):
-    return torch.empty_like(t)
+@edab_finish_op.register_fake
+def _(t, x, packed, gates, ca, ca_weight, expand_t, shuffle_src, next_pre, dilation):
+    return torch.empty_like(x), (torch.empty_like(x) if next_pre is not None else x.new_empty(0))

@@ -135,8 +135,9 @@ class SegmentationEngine:
         on CUDA, where it is what makes compile pay (docs/benchmarks/inference.md).
     channels_last_kernels: run the depthwise convolutions that are not shifts, and the final
         logits resize, as Triton kernels on CUDA (ecmnet_core/channels_last_ops.py).
-    fused_edab: run each EDAB between its 1x3 and expand convolutions as two Triton kernels
-        around the DDA kernel on CUDA (ecmnet_core/edab_fused.py; needs fold_bn).
+    fused_edab: run each EDAB after its 1x3 convolution (attentions, expand, residual, shuffle,
+        next block's BN + PReLU) as two Triton kernels around the DDA kernel on CUDA
+        (ecmnet_core/edab_fused.py; needs fold_bn).
         Both off by default: tested for correctness, not yet timed on a GPU.
     """
 

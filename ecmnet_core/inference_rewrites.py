@@ -264,7 +264,7 @@ def optimize_for_inference(model: nn.Module, fold_bn: bool = True, depthwise_as_
     channel attention's 1-D convolution as shifted multiply-adds, which the compiler fuses
     with their neighbours. `channels_last_kernels` runs the other depthwise convolutions
     and the final logits resize through channels_last_ops (Triton kernels on CUDA).
-    `fused_edab` runs each EDAB's middle (1x3 conv output to expand input) as the kernels of
+    `fused_edab` runs each EDAB stage's blocks after their 1x3 convolution as the kernels of
     edab_fused.py on CUDA (needs fold_bn). Both are off by default until they are timed on a
     GPU (docs/benchmarks/inference.md).
     """
@@ -300,12 +300,11 @@ def optimize_for_inference(model: nn.Module, fold_bn: bool = True, depthwise_as_
             elif channels_last_kernels and type(child) is BilinearResize:
                 module._modules[name] = _KernelResize()
     if fused_edab:
-        from .edab import EDAB
-        from .edab_fused import FusedEDAB, pack_edab
+        from .edab_fused import FusedEDABStage, pack_stage
 
         for module in list(model.modules()):
             for name, child in list(module._modules.items()):
-                packed = pack_edab(child) if type(child) is EDAB else None
-                if packed is not None:
-                    module._modules[name] = FusedEDAB(child, packed)
+                packs = pack_stage(child)
+                if packs is not None:
+                    module._modules[name] = FusedEDABStage(child, packs)
     return model

@@ -1,24 +1,24 @@
-"""Fused EDAB middle (edab_fused): the kernels compute the block's own modules (on CUDA; and on
-CPU through Triton's interpreter where Triton is installed); elsewhere the block runs its modules."""
+"""Fused EDAB stages (edab_fused): the kernels compute the stage's own modules (on CUDA; and on CPU
+through Triton's interpreter where Triton is installed); elsewhere the stage runs its modules."""
 import copy
 import importlib
 
 import pytest
 import torch
 
-from ecmnet_core.edab import EDAB
-from ecmnet_core.edab_fused import PACKED_ROWS, FusedEDAB, pack_edab
+from ecmnet_core.edab import EDAB, edab_stage
+from ecmnet_core.edab_fused import PACKED_ROWS, FusedEDABStage, pack_edab, pack_stage
 from ecmnet_core.inference_rewrites import optimize_for_inference
 
-# (channels, dilation, H, W, shifts): ECMNet's widths and rates, odd sizes smaller than the rate's reach
-CASES = [(32, 2, 13, 37, False), (64, 8, 11, 20, True), (128, 4, 9, 17, False), (20, 1, 6, 7, True)]
+# (block width, dilations of the stage's blocks, H, W, shifts): ECMNet's widths and rates (its
+# decoder's 32-wide blocks too), odd sizes smaller than the largest rate's reach
+CASES = [(64, (2, 2), 13, 37, False), (128, (1, 8), 11, 20, True), (32, (4,), 9, 17, False),
+         (40, (1, 2, 1), 6, 7, True)]
 
 
-def fused_block(channels, dilation, shifts, seed=0):
-    """A BN-folded, rewritten EDAB with random BN statistics and PReLU slopes, and its fused form."""
+def _perturb(module, seed):
     torch.manual_seed(seed)
-    block = EDAB(channels, dilation).eval()
-    for m in block.modules():
+    for m in module.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.uniform_(-0.3, 0.3)
             m.running_var.uniform_(0.5, 2.0)
@@ -26,75 +26,93 @@ def fused_block(channels, dilation, shifts, seed=0):
             m.bias.data.uniform_(-0.3, 0.3)
         elif isinstance(m, torch.nn.PReLU):
             m.weight.data.uniform_(-0.5, 0.5)
-    wrapper = torch.nn.Sequential(block).eval()
+
+
+def fused_stage(width, dilations, shifts, seed=0):
+    """A BN-folded, rewritten EDAB stage with random BN statistics and PReLU slopes, and its fused form
+    (it shares the stage's modules)."""
+    torch.manual_seed(seed)
+    stage = edab_stage(width, dilations).eval()
+    _perturb(stage, seed)
+    wrapper = torch.nn.Sequential(stage).eval()
     optimize_for_inference(wrapper, depthwise_as_shifts=shifts, fused_edab=True)
-    assert type(wrapper[0]) is FusedEDAB
-    return block, wrapper[0]
+    assert type(wrapper[0]) is FusedEDABStage
+    return stage, wrapper[0]
 
 
-def test_every_ecmnet_block_is_fused_and_cpu_runs_the_modules(tiny_checkpoint):
+def test_every_ecmnet_stage_is_fused_and_cpu_runs_the_modules(tiny_checkpoint):
     from ecmnet_core.checkpoint import load_model
 
     model, _ = load_model(tiny_checkpoint)
+    _perturb(model, 1)
     x = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
         ref = model(x)
         opt = optimize_for_inference(copy.deepcopy(model), fused_edab=True)
         got = opt(x)
-    assert sum(type(m) is FusedEDAB for m in opt.modules()) == 21
+    stages = [m for m in opt.modules() if type(m) is FusedEDABStage]
+    assert len(stages) == 6 and sum(len(s.stage) for s in stages) == 21
     torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
 
 
-def test_pack_edab_rows_and_rejects_unfolded_blocks():
-    block, fused = fused_block(16, 2, False)
-    assert fused.packed.shape == (len(PACKED_ROWS), 8) and fused.dilation == 2
+def test_packing():
+    stage, fused = fused_stage(16, (2, 4), False)
+    block, params = stage[1], fused.kernels[1]
+    assert params.packed.shape == (len(PACKED_ROWS), 8) and params.dilation == 4
     post = block.post[0]
-    scale = post.weight / torch.sqrt(post.running_var + post.eps)
-    torch.testing.assert_close(fused.packed[PACKED_ROWS.index("post_scale")], scale.detach())
-    torch.testing.assert_close(fused.packed[PACKED_ROWS.index("atrous_1x3_right")],
+    torch.testing.assert_close(params.packed[PACKED_ROWS.index("post_scale")],
+                               (post.weight / torch.sqrt(post.running_var + post.eps)).detach())
+    torch.testing.assert_close(params.packed[PACKED_ROWS.index("atrous_1x3_right")],
                                block.atrous[1][0].weight.detach()[:, 0, 0, 2])
+    # the shuffle as a gather: shuffle(v)[:, o] == v[:, src[o]]; the expand weight's rows in that order
+    v = torch.randn(2, 16, 3, 5)
+    torch.testing.assert_close(block.shuffle(v), v[:, params.shuffle_src.long()])
+    torch.testing.assert_close(params.expand_t.t(), block.expand.weight[params.shuffle_src.long(), :, 0, 0])
     assert pack_edab(EDAB(16, 2).eval()) is None          # BN not folded, DDA not rewritten: modules stay
+    assert pack_stage(torch.nn.Sequential(torch.nn.Identity())) is None
 
 
-def _run_fused(fused, x, pool, combine):
+def _run_fused(fused, x, pool, finish):
     with torch.no_grad():
-        return fused.fused_forward(x, pool, combine)
+        return fused.fused_forward(x, pool, finish)
 
 
-@pytest.mark.skipif(not (torch.cuda.is_available() and importlib.util.find_spec("triton")),
-                    reason="needs CUDA and Triton")
+def _cuda_triton():
+    return torch.cuda.is_available() and importlib.util.find_spec("triton") is not None
+
+
+@pytest.mark.skipif(not _cuda_triton(), reason="needs CUDA and Triton")
 # fp16: the convolutions around the fused part run in fp16 too (cuDNN); compared with fp32 modules
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.float16, 5e-2)])
-@pytest.mark.parametrize("case", CASES + [(64, 2, 128, 256, True)])
-def test_fused_kernels_match_the_block_on_cuda(case, dtype, tol):
-    from ecmnet_core.edab_fused_triton import edab_combine_op, edab_pool_op
+@pytest.mark.parametrize("case", CASES + [(128, (1, 2, 4, 8), 128, 256, True)])
+def test_fused_kernels_match_the_stage_on_cuda(case, dtype, tol):
+    from ecmnet_core.edab_fused_triton import edab_finish_op, edab_pool_op
 
-    c, d, h, w, shifts = case
-    block, fused = fused_block(c, d, shifts)
-    reference = copy.deepcopy(block).cuda()                  # fp32 modules
+    width, dilations, h, w, shifts = case
+    stage, fused = fused_stage(width, dilations, shifts)
+    reference = copy.deepcopy(stage).cuda()                  # fp32 modules
     fused = fused.cuda().to(dtype)
-    x = torch.randn(2, c, h, w, device="cuda").to(dtype).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(2, width, h, w, device="cuda").to(dtype).contiguous(memory_format=torch.channels_last)
     tf32 = torch.backends.cudnn.allow_tf32
     torch.backends.cudnn.allow_tf32 = False                  # fp32 convs in fp32 on both sides
     try:
         with torch.no_grad():
             ref = reference(x.float())
             dispatched = fused(x)                            # the forward the engine calls
-            got = _run_fused(fused, x, edab_pool_op, edab_combine_op)
+            got = _run_fused(fused, x, edab_pool_op, edab_finish_op)
     finally:
         torch.backends.cudnn.allow_tf32 = tf32
-    assert got.dtype == dtype
+    assert got.dtype == dtype and got.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(got.float(), ref, rtol=tol, atol=tol)
     # fp32 atomics: the means' summation order varies between runs, so not bit-equal
     torch.testing.assert_close(dispatched, got, rtol=tol, atol=tol)
 
 
-@pytest.mark.skipif(not (torch.cuda.is_available() and importlib.util.find_spec("triton")),
-                    reason="needs CUDA and Triton")
-def test_fused_block_compiles_and_replays_in_a_cuda_graph():
-    block, fused = fused_block(32, 4, True)
+@pytest.mark.skipif(not _cuda_triton(), reason="needs CUDA and Triton")
+def test_fused_stage_compiles_and_replays_in_a_cuda_graph():
+    _, fused = fused_stage(64, (2, 4), True)
     fused = fused.cuda().half()
-    x = torch.randn(1, 32, 64, 128, device="cuda").half().contiguous(memory_format=torch.channels_last)
+    x = torch.randn(1, 64, 64, 128, device="cuda").half().contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
         eager = fused(x)
         compiled = torch.compile(fused, dynamic=False)
@@ -110,21 +128,25 @@ def test_fused_block_compiles_and_replays_in_a_cuda_graph():
 _INTERPRETER_CHECK = r"""
 import torch
 from ecmnet_core import edab_fused_triton as T
-from test_edab_fused import CASES, fused_block, _run_fused
-for c, d, h, w, shifts in CASES:
-    block, fused = fused_block(c, d, shifts)
-    x = torch.randn(2, c, h, w).contiguous(memory_format=torch.channels_last)
+from test_edab_fused import CASES, fused_stage, _run_fused
+for width, dilations, h, w, shifts in CASES:
+    stage, fused = fused_stage(width, dilations, shifts)
+    x = torch.randn(2, width, h, w).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
-        ref = block(x)
+        ref = stage(x)
     for rows in (None, 3):      # one row per band, and bands of 3 (a partial last band)
         pool = lambda t, p, dil: T.edab_pool_triton(t, p, dil, rows_per_band=rows)
-        torch.testing.assert_close(_run_fused(fused, x, pool, T.edab_combine_triton), ref, rtol=1e-4, atol=1e-4)
-t = torch.randn(1, 8, 5, 9).contiguous(memory_format=torch.channels_last)    # EDAB(16) works on 8 channels
-_, fused = fused_block(16, 2, False)
-torch.library.opcheck(T.edab_pool_op, (t, fused.packed, 2))
-pooled, ca = T.edab_pool_op(t, fused.packed, 2)
-torch.library.opcheck(T.edab_combine_op, (t, fused.packed, pooled.to(t.dtype), ca, fused.ca_weight, 2),
-                      test_utils=("test_schema", "test_faketensor"))
+        torch.testing.assert_close(_run_fused(fused, x, pool, T.edab_finish_triton), ref, rtol=1e-4, atol=1e-4)
+# the registered operators: schema, fake (meta) implementation and real one agree
+_, fused = fused_stage(16, (2, 2), False)
+k0, k1 = fused.kernels
+t = torch.randn(1, 8, 5, 9).contiguous(memory_format=torch.channels_last)     # EDAB(16) works on 8 channels
+x = torch.randn(1, 16, 5, 9).contiguous(memory_format=torch.channels_last)
+torch.library.opcheck(T.edab_pool_op, (t, k0.packed, 2))
+pooled, ca = T.edab_pool_op(t, k0.packed, 2)
+for nxt in (k1.pre, None):
+    torch.library.opcheck(T.edab_finish_op, (t, x, k0.packed, pooled, ca, k0.ca_weight, k0.expand_t, k0.shuffle_src,
+                                             nxt, 2), test_utils=("test_schema", "test_faketensor"))
 print("ok")
 """
 

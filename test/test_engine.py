@@ -184,18 +184,18 @@ def test_depthwise_rewrite_follows_compile_on_cuda_only(tiny_checkpoint):
 
 def test_kernel_options(tiny_checkpoint):
     """channels_last_kernels=True routes depthwise convs and the logits resize through channels_last_ops,
-    fused_edab=True wraps every EDAB in FusedEDAB (on CPU both run PyTorch's operators / the block's own
-    modules, so the masks are the plain engine's)."""
-    from ecmnet_core.edab_fused import FusedEDAB
+    fused_edab=True wraps every EDAB stage in FusedEDABStage (on CPU both run PyTorch's operators / the
+    stages' own modules, so the masks are the plain engine's)."""
+    from ecmnet_core.edab_fused import FusedEDABStage
     from ecmnet_core.inference_rewrites import _KernelDepthwiseConv, _KernelResize
 
     model, meta = load_model(tiny_checkpoint)
     plain = SegmentationEngine.from_model(model, meta, device="cpu")
     kernels = SegmentationEngine.from_model(model, meta, device="cpu", channels_last_kernels=True, fused_edab=True)
-    assert not any(isinstance(m, (_KernelDepthwiseConv, _KernelResize, FusedEDAB)) for m in plain.model.modules())
+    assert not any(isinstance(m, (_KernelDepthwiseConv, _KernelResize, FusedEDABStage)) for m in plain.model.modules())
     assert sum(isinstance(m, _KernelDepthwiseConv) for m in kernels.model.modules()) > 10
     assert isinstance(kernels.model.resize, _KernelResize)
-    assert sum(isinstance(m, FusedEDAB) for m in kernels.model.modules()) == 21
+    assert sum(len(m.stage) for m in kernels.model.modules() if isinstance(m, FusedEDABStage)) == 21
     np.testing.assert_array_equal(kernels.infer(_image()).mask, plain.infer(_image()).mask)
 
 
