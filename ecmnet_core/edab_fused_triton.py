@@ -8,8 +8,9 @@ zeroed outside the image (the 1x3 conv's zero padding), and its 1x3 conv + bias 
 
   _edab_pool_kernel     walks a band of rows, accumulates the means the attentions need:
                         local branch over H x W (channel attention), atrous branch over W
-                        per row and over H per column (dual-direction attention), fp32
-                        atomics into zeroed buffers (summation order varies run to run).
+                        per row and over H per column (dual-direction attention), relaxed
+                        fp32 atomics into zeroed buffers (summation order varies run to run;
+                        the kernel that reads them is a later launch).
   _edab_finish_kernel   z = y + local * CA gate + atrous * sigmoid(g_h + g_w), post BN + PReLU,
                         then the expand 1x1 conv (tl.dot, its weight rows in channel-shuffle
                         order), the residual (gathered in the same order) and, when there is
@@ -87,10 +88,11 @@ def _edab_pool_kernel(T, Pk, POOL, CA, C, H, W, D, RB, inv_w, inv_h, inv_hw,
         atrous = tl.where(ok, atrous, 0.0)
         casum += tl.sum(local, 0)
         colsum += atrous
-        tl.atomic_add(POOL + b * sp_b + c * sp_c + h * sp_l, tl.sum(atrous, 0) * inv_w, mask=cm & (c * 0 + h < H))
+        tl.atomic_add(POOL + b * sp_b + c * sp_c + h * sp_l, tl.sum(atrous, 0) * inv_w,
+                      mask=cm & (c * 0 + h < H), sem="relaxed")
     tl.atomic_add(POOL + b * sp_b + c[None, :] * sp_c + (H + p[:, None]) * sp_l, colsum * inv_h,
-                  mask=pm[:, None] & cm[None, :])
-    tl.atomic_add(CA + b * C + c, casum * inv_hw, mask=cm)
+                  mask=pm[:, None] & cm[None, :], sem="relaxed")
+    tl.atomic_add(CA + b * C + c, casum * inv_hw, mask=cm, sem="relaxed")
 
 
 @triton.jit
