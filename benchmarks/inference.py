@@ -257,6 +257,7 @@ def main(argv=None):
     ap.add_argument("--iters", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--no-peers", action="store_true")
+    ap.add_argument("--peers", default="ERFNet,ENet", help="comma list of peers to time (default: both)")
     ap.add_argument("--no-engine", action="store_true", help="skip the end-to-end engine timings")
     ap.add_argument("--ablation", action="store_true",
                     help="at the largest size / last precision: eager vs folded vs graph vs torch.compile")
@@ -299,7 +300,12 @@ def main(argv=None):
     meta = make_metadata(NUM_CLASSES)
     torch.manual_seed(0)
     base = ECMNet(num_classes=NUM_CLASSES).eval()
-    peers = {} if args.no_peers else {"ERFNet": ERFNet(NUM_CLASSES).eval(), "ENet": ENet(NUM_CLASSES).eval()}
+    peer_classes = {"ERFNet": ERFNet, "ENet": ENet}
+    unknown = set(args.peers.split(",")) - set(peer_classes)
+    if unknown:
+        print(f"error: unknown peers {sorted(unknown)}; choose from {sorted(peer_classes)}", file=sys.stderr)
+        return 2
+    peers = {} if args.no_peers else {n: peer_classes[n](NUM_CLASSES).eval() for n in args.peers.split(",")}
     print(f"parameters ({NUM_CLASSES} classes): ECMNet {count_parameters(base):,}"
           + "".join(f", {n} {count_parameters(m):,}" for n, m in peers.items()))
     print(f"batch 1, {args.iters} timed iterations after {args.warmup} warm-up; latency in ms\n")

@@ -7,6 +7,7 @@ at the SS2D block, so the layout (dt_low / Bs / Cs as split views) is the model'
 
     PYTHONPATH=. python benchmarks/ss2d.py [--sizes 360x480,1024x1024,1024x2048] [--iters 200]
     PYTHONPATH=. python benchmarks/ss2d.py --sweep      # tile-size sweep of the Triton kernel
+    PYTHONPATH=. python benchmarks/ss2d.py --sweep-inference --sizes 1024x2048   # inference kernel only
     PYTHONPATH=. python benchmarks/ss2d.py --check-chunks --sizes 360x480   # kernel vs oracle per T
 
 Timing: CUDA events around each call, warmup first, median over --iters calls; forward is
@@ -107,13 +108,9 @@ def bench_backend(name, shapes, ss2d, warmup, iters):
     return time_ms(fwd, warmup, iters), time_ms(fwd_bwd, warmup, iters), out
 
 
-def sweep(shapes, ss2d, warmup, iters):
-    """Time tile configurations of the Triton kernel directly (forward with saved states, backward).
-
-    Each line also prints the forward's max error against the PyTorch reference, so a fast but
-    wrong configuration (T > 1 on Triton 3.6 / H100, see triton_scan) cannot pass unnoticed."""
+def _kernel_args(shapes, ss2d):
+    """Scan arguments as the Triton launchers take them, and the reference output."""
     from ecmnet_core.ss2d import ss2d_scan_vectorized
-    from ecmnet_core.ss2d import triton_scan as ts
 
     _, (x, proj, w, bias, A, Ds) = make_args(shapes, ss2d, "cuda", requires_grad=False)
     r, n = shapes["dt_low"][2], shapes["d_state"]
@@ -121,6 +118,17 @@ def sweep(shapes, ss2d, warmup, iters):
     w, bias, A, Ds = (t.float().contiguous() for t in (w, bias, A, Ds))
     with torch.no_grad():
         ref = ss2d_scan_vectorized(x, dt_low, bs, cs, w, bias, A, Ds)
+    return (x, dt_low, bs, cs, w, bias, A, Ds), ref
+
+
+def sweep(shapes, ss2d, warmup, iters):
+    """Time tile configurations of the Triton kernel directly (forward with saved states, backward).
+
+    Each line also prints the forward's max error against the PyTorch reference, so a fast but
+    wrong configuration (T > 1 on Triton 3.6 / H100, see triton_scan) cannot pass unnoticed."""
+    from ecmnet_core.ss2d import triton_scan as ts
+
+    (x, dt_low, bs, cs, w, bias, A, Ds), ref = _kernel_args(shapes, ss2d)
     dy = torch.randn_like(x)
     configs = [(1, 8, 2), (1, 16, 1), (1, 16, 2), (1, 16, 4), (1, 32, 2), (1, 32, 4),
                (2, 16, 2), (4, 16, 2), (4, 16, 4), (16, 16, 4)]
@@ -136,6 +144,31 @@ def sweep(shapes, ss2d, warmup, iters):
                   f"max |out - reference| {err:.1e}{'  WRONG' if not err <= 1e-3 else ''}")
         except Exception as exc:  # e.g. out of registers for a tile
             print(f"sweep T={T:3d} BLOCK_D={blk:3d} warps={nw}: failed ({type(exc).__name__}: "
+                  f"{str(exc).splitlines()[0][:100]})")
+        sys.stdout.flush()
+    sweep_inference(shapes, ss2d, warmup, iters)
+
+
+def sweep_inference(shapes, ss2d, warmup, iters):
+    """Inference (no saved states): the default forward kernel vs the state-major inference kernel
+    (triton_scan.INFER_KERNEL) at a few tile sizes, each with its max error against the reference."""
+    from ecmnet_core.ss2d import triton_scan as ts
+
+    (x, dt_low, bs, cs, w, bias, A, Ds), ref = _kernel_args(shapes, ss2d)
+    base = time_ms(lambda: ts.scan_forward(x, dt_low, bs, cs, w, bias, A, Ds, False, infer_kernel=False),
+                   warmup, iters)
+    print(f"sweep inference: forward kernel ({ts.FWD_CONFIG}): {base:.4f} ms")
+    for blk, nw in [(16, 1), (32, 1), (64, 2), (128, 4)]:
+        cfg = dict(BLOCK_D=blk, num_warps=nw)
+        try:
+            f = time_ms(lambda: ts.scan_forward(x, dt_low, bs, cs, w, bias, A, Ds, False, config=cfg,
+                                                infer_kernel=True), warmup, iters)
+            out, _ = ts.scan_forward(x, dt_low, bs, cs, w, bias, A, Ds, False, config=cfg, infer_kernel=True)
+            err = (out - ref).abs().max().item()
+            print(f"sweep inference: infer kernel BLOCK_D={blk:3d} warps={nw}: {f:.4f} ms ({base / f:.2f}x)  "
+                  f"max |out - reference| {err:.1e}{'  WRONG' if not err <= 1e-3 else ''}")
+        except Exception as exc:
+            print(f"sweep inference: infer kernel BLOCK_D={blk:3d} warps={nw}: failed ({type(exc).__name__}: "
                   f"{str(exc).splitlines()[0][:100]})")
         sys.stdout.flush()
 
@@ -171,6 +204,8 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--backends", default="", help="comma list (default: every available one)")
     ap.add_argument("--sweep", action="store_true", help="tile-size sweep of the Triton kernel")
+    ap.add_argument("--sweep-inference", action="store_true",
+                    help="only the inference part of --sweep: forward kernel vs inference kernel")
     ap.add_argument("--check-chunks", action="store_true",
                     help="per-direction forward error of the Triton kernel for chunk T=1, 2, 4 and 16")
     args = ap.parse_args(argv)
@@ -203,8 +238,8 @@ def main(argv=None):
         if args.check_chunks:
             check_chunks(shapes, ss2d)
             continue
-        if args.sweep:
-            sweep(shapes, ss2d, args.warmup, args.iters)
+        if args.sweep or args.sweep_inference:
+            (sweep if args.sweep else sweep_inference)(shapes, ss2d, args.warmup, args.iters)
             continue
         outs = {}
         for name in names:

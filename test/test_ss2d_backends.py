@@ -193,6 +193,44 @@ def test_cuda_inference_without_grad_matches():
 
 
 @needs_cuda
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: "x".join(map(str, s)))
+def test_cuda_inference_kernel_matches_sequential(size):
+    """The state-major inference-only forward (triton_scan.INFER_KERNEL), fp32, against the oracle."""
+    from ecmnet_core.ss2d import triton_scan as ts
+
+    leaves, (r, n) = make_inputs(*size, device="cuda", seed=sum(size), channels_last=size[1] == 33)
+    dt_low, bs, cs = leaves["proj"].split([r, n, n], dim=2)
+    w, bias, a, ds = (leaves[k].float().contiguous() for k in ("dt_weight", "dt_bias", "A", "Ds"))
+    with torch.no_grad():
+        out, states = ts.scan_forward(leaves["x"], dt_low, bs, cs, w, bias, a, ds, False, infer_kernel=True)
+        ref = ss2d_scan_sequential(leaves["x"], dt_low, bs, cs, w, bias, a, ds)
+    assert states is None
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
+
+
+_INTERPRETER_CHECK = r"""
+import torch
+from ecmnet_core.ss2d import triton_scan as ts, ss2d_scan_sequential
+from test_ss2d_backends import make_inputs
+# small shapes (the interpreter is slow): remainders of BLOCK_D 16 / 32, H != W, N not 2**k, H = 1
+for size in [(1, 20, 5, 17, 3, 16), (1, 33, 7, 9, 4, 12), (2, 8, 1, 23, 2, 4)]:
+    leaves, (r, n) = make_inputs(*size, seed=sum(size), channels_last=size[1] == 33)
+    dt_low, bs, cs = leaves["proj"].split([r, n, n], dim=2)
+    w, bias, a, ds = (leaves[k].float().contiguous() for k in ("dt_weight", "dt_bias", "A", "Ds"))
+    ref = ss2d_scan_sequential(leaves["x"], dt_low, bs, cs, w, bias, a, ds)
+    for infer in (False, True):
+        out, _ = ts.scan_forward(leaves["x"], dt_low, bs, cs, w, bias, a, ds, False, infer_kernel=infer)
+        torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
+print("ok")
+"""
+
+
+def test_cuda_forward_kernels_under_the_triton_interpreter(triton_interpreter):
+    """Both forward kernels of the `cuda` backend, run by Triton's interpreter on CPU tensors."""
+    triton_interpreter(_INTERPRETER_CHECK, timeout=900)
+
+
+@needs_cuda
 def test_cuda_backend_rejects_cpu_tensors_clearly():
     leaves, (r, n) = make_inputs(1, 4, 3, 3, 2, 4)
     dt_low, bs, cs = leaves["proj"].split([r, n, n], dim=2)

@@ -39,6 +39,11 @@ LOG2E = tl.constexpr(1.4426950408889634)
 CHUNK_T = 1
 FWD_CONFIG = dict(BLOCK_D=16, num_warps=1)
 BWD_CONFIG = dict(BLOCK_D=16, num_warps=1)
+# Inference-only forward (_ss2d_fwd_infer_kernel): state tiles N x BLOCK_D, one channel per lane.
+# Off by default (scan_forward(infer_kernel=None) follows INFER_KERNEL) until `benchmarks/ss2d.py
+# --sweep` has timed it against the kernel above on a GPU.
+INFER_KERNEL = False
+INFER_CONFIG = dict(BLOCK_D=32, num_warps=1)
 
 
 @triton.jit
@@ -193,6 +198,63 @@ def _ss2d_fwd_kernel(
             tl.store(part_base + offs_d[:, None] * sp_d + pos[None, :] * sp_l, y,
                      mask=dmask[:, None] & tmask[None, :])
             x, dtl, bt, ct = x_n, dtl_n, bt_n, ct_n
+
+
+@triton.jit
+def _ss2d_fwd_infer_kernel(
+    x_ptr, dtl_ptr, bs_ptr, cs_ptr, w_ptr, bias_ptr, a_ptr, ds_ptr, part_ptr,
+    D, H, W,
+    sx_b, sx_d, sx_h, sx_w,
+    sdt_b, sdt_k, sdt_r, sdt_h, sdt_w,
+    sb_b, sb_k, sb_n, sb_h, sb_w,
+    sc_b, sc_k, sc_n, sc_h, sc_w,
+    sp_k, sp_b, sp_d, sp_h, sp_w,
+    R: tl.constexpr, N: tl.constexpr, RP: tl.constexpr, NP: tl.constexpr, BLOCK_D: tl.constexpr,
+):
+    """Forward without saved states, position by position, with the state as an N x BLOCK_D tile:
+    laid out channel-fastest, each lane holds one channel's N states, so the sums over the state
+    (the output) and over dt_rank (the step size) stay inside a lane. Same programs and partial
+    outputs as _ss2d_fwd_kernel."""
+    (s, db, k, bid, axis, rev, S, L, offs_d, dmask, offs_n, nmask,
+     offs_r, rmask, _) = _program(H, W, D, N, R, NP, RP, BLOCK_D, 1)
+    if s < S:
+        nd_mask = nmask[:, None] & dmask[None, :]
+        a2 = tl.load(a_ptr + (k * D + offs_d[None, :]) * N + offs_n[:, None], mask=nd_mask, other=0.0) * LOG2E
+        wt = tl.load(w_ptr + (k * D + offs_d[None, :]) * R + offs_r[:, None],
+                     mask=rmask[:, None] & dmask[None, :], other=0.0)                      # RP x BD
+        bias = tl.load(bias_ptr + k * D + offs_d, mask=dmask, other=0.0)
+        dsk = tl.load(ds_ptr + k * D + offs_d, mask=dmask, other=0.0)
+        x_base = x_ptr + bid * sx_b + offs_d * sx_d + s * _pick(axis, sx_h, sx_w)
+        dt_base = dtl_ptr + bid * sdt_b + k * sdt_k + offs_r * sdt_r + s * _pick(axis, sdt_h, sdt_w)
+        b_base = bs_ptr + bid * sb_b + k * sb_k + offs_n * sb_n + s * _pick(axis, sb_h, sb_w)
+        c_base = cs_ptr + bid * sc_b + k * sc_k + offs_n * sc_n + s * _pick(axis, sc_h, sc_w)
+        p_base = part_ptr + k * sp_k + bid * sp_b + offs_d * sp_d + s * _pick(axis, sp_h, sp_w)
+        sx_l = _pick(axis, sx_w, sx_h)
+        sdt_l = _pick(axis, sdt_w, sdt_h)
+        sb_l = _pick(axis, sb_w, sb_h)
+        sc_l = _pick(axis, sc_w, sc_h)
+        sp_l = _pick(axis, sp_w, sp_h)
+        step = 1 - 2 * rev
+        pos = rev * (L - 1)
+        xv = tl.load(x_base + pos * sx_l, mask=dmask, other=0.0).to(tl.float32)
+        dtv = tl.load(dt_base + pos * sdt_l, mask=rmask, other=0.0).to(tl.float32)
+        bv = tl.load(b_base + pos * sb_l, mask=nmask, other=0.0).to(tl.float32)
+        cv = tl.load(c_base + pos * sc_l, mask=nmask, other=0.0).to(tl.float32)
+        h = tl.zeros((NP, BLOCK_D), dtype=tl.float32)
+        for i in range(L):
+            # the next position's loads go out before this position's math (clamped: the last
+            # iteration reloads a valid position and never uses it)
+            nxt = pos + step
+            ld = tl.minimum(tl.maximum(nxt, 0), L - 1)
+            xn = tl.load(x_base + ld * sx_l, mask=dmask, other=0.0).to(tl.float32)
+            dtn = tl.load(dt_base + ld * sdt_l, mask=rmask, other=0.0).to(tl.float32)
+            bn = tl.load(b_base + ld * sb_l, mask=nmask, other=0.0).to(tl.float32)
+            cn = tl.load(c_base + ld * sc_l, mask=nmask, other=0.0).to(tl.float32)
+            delta = _softplus(tl.sum(wt * dtv[:, None], axis=0) + bias)                     # BD
+            h = tl.exp2(a2 * delta[None, :]) * h + bv[:, None] * (delta * xv)[None, :]
+            tl.store(p_base + pos * sp_l, tl.sum(h * cv[:, None], axis=0) + dsk * xv, mask=dmask)
+            pos = nxt
+            xv, dtv, bv, cv = xn, dtn, bn, cn
 
 
 @triton.jit
@@ -352,8 +414,11 @@ def _common_args(x, dt_low, Bs, Cs):
             *dt_low.stride(), *Bs.stride(), *Cs.stride())
 
 
-def scan_forward(x, dt_low, Bs, Cs, w, bias, A, Ds, save_states: bool, T=None, config=None):
-    """Returns (out, states); weights must be contiguous fp32. `states` is None unless saved."""
+def scan_forward(x, dt_low, Bs, Cs, w, bias, A, Ds, save_states: bool, T=None, config=None, infer_kernel=None):
+    """Returns (out, states); weights must be contiguous fp32. `states` is None unless saved.
+    infer_kernel: without saved states, use _ss2d_fwd_infer_kernel (None: INFER_KERNEL)."""
+    if not save_states and (INFER_KERNEL if infer_kernel is None else infer_kernel):
+        return _scan_forward_infer(x, dt_low, Bs, Cs, w, bias, A, Ds, config), None
     T = CHUNK_T if T is None else T
     cfg = dict(FWD_CONFIG if config is None else config)
     nw = cfg.pop("num_warps")
@@ -373,6 +438,18 @@ def scan_forward(x, dt_low, Bs, Cs, w, bias, A, Ds, save_states: bool, T=None, c
     )
     out = part.sum(0).to(x.dtype)
     return out, (st if save_states else None)
+
+
+def _scan_forward_infer(x, dt_low, Bs, Cs, w, bias, A, Ds, config=None):
+    cfg = dict(INFER_CONFIG if config is None else config)
+    bsz, d, h, wd = x.shape
+    r, n = dt_low.shape[2], Bs.shape[2]
+    part = _partials_like(x)
+    _ss2d_fwd_infer_kernel[(max(h, wd), triton.cdiv(d, cfg["BLOCK_D"]), 4 * bsz)](
+        x, dt_low, Bs, Cs, w, bias, A, Ds, part, d, h, wd,
+        *_common_args(x, dt_low, Bs, Cs), *part.stride(),
+        R=r, N=n, RP=_pow2(r), NP=_pow2(n), BLOCK_D=cfg["BLOCK_D"], num_warps=cfg["num_warps"])
+    return part.sum(0).to(x.dtype)
 
 
 def scan_backward(dy, x, dt_low, Bs, Cs, w, bias, A, Ds, states, T=None, config=None):

@@ -9,19 +9,23 @@
 # (e.g. --compile-both-layouts).
 # PROFILE_COMPILED=1: compiled ECMNet only, with a torch.profiler table of the compiled network.
 # INDUCTOR='--inductor k=v ...' with COMPILED=1: only the comparison, with those compiler options.
-# KERNELS=1: the opt-in kernels (issue 7, next step): their GPU tests, benchmarks/channels_last_ops.py, then
+# KERNELS=1: the opt-in kernels (issue 7, next step): their GPU tests, benchmarks/channels_last_ops.py, the
+# SS2D inference kernel (benchmarks/ss2d.py --sweep-inference), then
 # the compiled comparison with and without them (rows ECMNet, ECMNet+kf = channels_last kernels + fused
-# EDAB, ECMNet+k = channels_last kernels only; peers in the same run), with a profile of each.
+# EDAB, ECMNet+k = channels_last kernels only; ERFNet in the same run), with a profile of each.
 # COMPILED=1 runs only the compiled comparison (ECMNet vs peers, all with torch.compile) at
 # 1024x2048 fp16 and the node latency with compile:=true, fp16 (carry .whl/ros312).
 . "$(dirname "$0")/session.sh" /tmp/inference_gpu
 
 if [ -n "${KERNELS:-}" ]; then
   step pytest_kernels 150 python -m pytest -q -p no:cacheprovider test/test_channels_last_ops.py \
-    test/test_edab_fused.py test/test_inference_rewrites.py
+    test/test_edab_fused.py test/test_inference_rewrites.py -k "not interpreter" \
+    test/test_ss2d_backends.py::test_cuda_inference_kernel_matches_sequential
   step channels_last_ops 90 python benchmarks/channels_last_ops.py
+  step ss2d_inference_kernel 60 python benchmarks/ss2d.py --sweep-inference --sizes 1024x2048 --iters 50 --warmup 5
   step inference_kernels $(( 585 - SECONDS )) python benchmarks/inference.py --sizes 1024x2048 --precisions fp16 \
-    --backends cuda --iters 100 --warmup 10 --compiled --channels-last-kernels --fused-edab --no-engine --profile \
+    --backends cuda --peers ERFNet --iters 100 --warmup 10 --compiled --channels-last-kernels --fused-edab \
+    --no-engine --profile \
     --json "$OUT/inference_kernels.json"
   exit $status
 fi
