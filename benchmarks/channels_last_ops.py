@@ -6,9 +6,10 @@ Depthwise convolutions: every 'same' depthwise conv of an ECMNet forward at --si
 forward hooks on the rewritten model (optimize_for_inference(channels_last_kernels=True)),
 grouped by shape; cuDNN (F.conv2d, cudnn.benchmark on) vs the Triton kernel. The 'shift'
 column marks the convs that the compiled engine writes as shifted multiply-adds instead
-(<= MAX_SHIFT_TAPS taps), so only the others matter there. Resize: the final logits resize
-(19 classes, 1/2 resolution to --size), eager F.interpolate, F.interpolate compiled by
-Inductor, and the Triton kernel. Timing: CUDA graphs of 20 back-to-back calls (as
+(<= MAX_SHIFT_TAPS taps), so only the others matter there. Stem: its 3x3 conv + PReLU at
+1/2 resolution (32 channels), cuDNN + PReLU eager, compiled, and the Triton kernel. Resize: the
+final logits resize (19 classes, 1/2 resolution to --size), eager F.interpolate, F.interpolate
+compiled by Inductor, and the Triton kernel. Timing: CUDA graphs of 20 back-to-back calls (as
 benchmarks/dda_gate.py), microseconds per call; max abs difference from the PyTorch operator.
 """
 from __future__ import annotations
@@ -58,7 +59,8 @@ def main(argv=None):
     if not torch.cuda.is_available():
         print("error: benchmarks/channels_last_ops.py needs a CUDA GPU", file=sys.stderr)
         return 2
-    from ecmnet_core.channels_last_triton import depthwise_conv2d_triton, resize_bilinear_triton
+    from ecmnet_core.channels_last_triton import (conv3x3_prelu_triton, depthwise_conv2d_triton,
+                                                  resize_bilinear_triton)
 
     torch.backends.cudnn.benchmark = True
     dtype = PRECISIONS[args.precision]
@@ -90,6 +92,21 @@ def main(argv=None):
     print(f"per forward, all depthwise convs: cuDNN {totals['cudnn']:.0f} us, Triton {totals['triton']:.0f} us; "
           f"those not written as shifts when compiling: cuDNN {totals['cudnn_noshift']:.0f} us, "
           f"Triton {totals['triton_noshift']:.0f} us")
+
+    # the stem's 3x3 conv + PReLU at 1/2 resolution (32 -> 32 channels), twice per forward
+    x = torch.randn(1, 32, (h + 1) // 2, (w + 1) // 2, device="cuda", dtype=dtype).contiguous(
+        memory_format=torch.channels_last)
+    weight = torch.randn(32, 32, 3, 3, device="cuda", dtype=dtype) / 17
+    bias, slopes = torch.randn(32, device="cuda", dtype=dtype), torch.rand(32, device="cuda", dtype=dtype) - 0.5
+    weight_t = weight.permute(2, 3, 1, 0).reshape(9 * 32, 32).contiguous()
+    eager = lambda: F.prelu(F.conv2d(x, weight, bias, 1, 1), slopes)  # noqa: E731
+    compiled_fn = torch.compile(lambda t: F.prelu(F.conv2d(t, weight, bias, 1, 1), slopes), dynamic=False)
+    compiled = lambda: compiled_fn(x)  # noqa: E731
+    tri = lambda: conv3x3_prelu_triton(x, weight_t, bias, slopes)  # noqa: E731
+    diff = (eager().float() - tri().float()).abs().max().item()
+    t_eager, t_compiled, t_tri = (time_graph(f, args.iters) for f in (eager, compiled, tri))
+    print(f"stem conv3x3 + PReLU 32x{x.shape[2]}x{x.shape[3]} (2 per forward): cuDNN + PReLU {t_eager:.1f} us, "
+          f"Inductor (cuDNN + fused PReLU) {t_compiled:.1f} us, Triton {t_tri:.1f} us | max abs diff {diff:.2e}")
 
     logits = torch.randn(1, NUM_CLASSES, (h + 1) // 2, (w + 1) // 2, device="cuda", dtype=dtype).contiguous(
         memory_format=torch.channels_last)

@@ -1,4 +1,5 @@
-"""Depthwise convolution and bilinear resize for channels_last GPU tensors, one Triton launch each.
+"""Depthwise convolution, bilinear resize and 3x3 conv + PReLU for channels_last GPU tensors, one
+Triton launch each.
 
 Why: at batch 1 and 1024x2048, cuDNN's depthwise kernel for fp16 channels_last
 (conv2d_c1_k1_nhwc / conv2d_grouped_direct, 30-45 us per call) and Inductor's resize of
@@ -46,3 +47,11 @@ def resize_bilinear(x, size: Sequence[int]):
     if _use_kernel(x):
         return _ops.resize_bilinear_op(x, [int(s) for s in size])
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+def conv3x3_prelu(x, weight_t, bias, prelu, weight):
+    """PReLU(F.conv2d(x, weight, bias, padding=1)); the kernel takes weight_t = weight permuted to
+    (3, 3, CI, CO), flattened to (9 * CI, CO)."""
+    if _use_kernel(x) and weight_t.shape[-1] <= MAX_KERNEL_CHANNELS:
+        return _ops.conv3x3_prelu_op(x, weight_t, bias, prelu)
+    return F.prelu(F.conv2d(x, weight, bias, 1, 1), prelu)

@@ -1,10 +1,13 @@
 """Triton kernels behind channels_last_ops (imported only where Triton is installed).
 
-Both kernels work on one output row segment per program: BLOCK_P pixels x all channels
+The kernels work on one output row segment per program: BLOCK_P pixels x all channels
 (padded to a power of two), so that with channels_last tensors every load and store is one
 contiguous run of memory. cuDNN's depthwise kernel for fp16 channels_last and Inductor's
 bilinear resize of a 19-channel channels_last tensor both walk the channel axis with a
-stride instead (45 us and 165 us per call at ECMNet's 1024x2048 shapes on an H100).
+stride instead (45 us and 165 us per call at ECMNet's 1024x2048 shapes on an H100). The
+3x3 conv + PReLU kernel is for ECMNet's stem at 1/2 resolution, where cuDNN's kernel (63 us
+per call in one profile) and the separate PReLU pass (18 us) take four times the ~20 us that
+reading and writing the two 33 MB tensors needs at the H100's bandwidth.
 Accumulation is fp32; the result is rounded once to the input dtype.
 """
 from __future__ import annotations
@@ -68,6 +71,35 @@ def _bilinear_kernel(X, Y, C, H_in, W_in, W_out, scale_h, scale_w,
     tl.store(Y + b * sy_b + oh * sy_h + p[:, None] * sy_w + c[None, :] * sy_c, out.to(Y.dtype.element_ty), mask=m)
 
 
+@triton.jit
+def _conv3x3_prelu_kernel(X, Wt, Bias, A, Y, CI, CO, H, W,
+                          sx_b, sx_c, sx_h, sx_w, sy_b, sy_c, sy_h, sy_w,
+                          DOT_IEEE: tl.constexpr, BP: tl.constexpr, BCI: tl.constexpr, BCO: tl.constexpr):
+    # implicit GEMM: nine shifted (pixels x CI) tiles times (CI x CO) weight slices, bias + PReLU fused
+    h, b, p, ci, cim = row_segment(CI, BP, BCI)
+    co = tl.arange(0, BCO)
+    com = co < CO
+    acc = tl.zeros([BP, BCO], tl.float32)
+    for i in tl.static_range(3):
+        hh = h + i - 1
+        for j in tl.static_range(3):
+            ww = p + j - 1
+            ok = (ww * 0 + hh >= 0) & (ww * 0 + hh < H) & (ww >= 0) & (ww < W)
+            xt = tl.load(X + b * sx_b + hh * sx_h + ww[:, None] * sx_w + ci[None, :] * sx_c,
+                         mask=ok[:, None] & cim[None, :], other=0.0)
+            wt = tl.load(Wt + ((i * 3 + j) * CI + ci[:, None]) * CO + co[None, :],
+                         mask=cim[:, None] & com[None, :], other=0.0)
+            if DOT_IEEE:
+                acc += tl.dot(xt.to(tl.float32), wt.to(tl.float32), input_precision="ieee")
+            else:
+                acc += tl.dot(xt, wt)
+    acc += tl.load(Bias + co, mask=com, other=0.0).to(tl.float32)[None, :]
+    a = tl.load(A + co, mask=com, other=0.0).to(tl.float32)[None, :]
+    acc = tl.where(acc >= 0.0, acc, acc * a)
+    tl.store(Y + b * sy_b + h * sy_h + p[:, None] * sy_w + co[None, :] * sy_c, acc.to(Y.dtype.element_ty),
+             mask=(p < W)[:, None] & com[None, :])
+
+
 def depthwise_conv2d_triton(x, weight, bias, dilation):
     """'same' depthwise convolution, stride 1, odd kernel: F.conv2d(x, weight, bias, 1, pad, dilation, C)."""
     b, c, h, w = x.shape
@@ -78,6 +110,26 @@ def depthwise_conv2d_triton(x, weight, bias, dilation):
         x, weight.contiguous(), bias if bias is not None else weight, out, c, h, w,
         *x.stride(), *out.stride(), KH=kh, KW=kw, DH=dilation[0], DW=dilation[1],
         HAS_BIAS=bias is not None, BP=bp, BC=bc, num_warps=4)
+    return out
+
+
+def conv3x3_prelu_triton(x, weight_t, bias, prelu):
+    """PReLU(conv3x3(x) + bias), stride 1, padding 1: weight_t is the conv weight (CO, CI, 3, 3)
+    permuted to (3, 3, CI, CO) and flattened to (9 * CI, CO), prelu the per-channel slopes (CO).
+    Output in x's memory format."""
+    b, ci, h, w = x.shape
+    co = weight_t.shape[-1]
+    if tuple(weight_t.shape) != (9 * ci, co) or bias.shape != (co,) or prelu.shape != (co,):
+        raise ValueError(f"conv3x3_prelu: weight {tuple(weight_t.shape)}, bias {tuple(bias.shape)}, PReLU "
+                         f"{tuple(prelu.shape)} do not fit input {tuple(x.shape)}")
+    fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    out = torch.empty((b, co, h, w), device=x.device, dtype=x.dtype, memory_format=fmt)
+    bco = max(16, triton.next_power_of_2(co))
+    bp, bci = row_segment_blocks(ci, ELEMENTS_PER_PROGRAM)
+    bp = max(16, min(bp, ELEMENTS_PER_PROGRAM // bco))
+    _conv3x3_prelu_kernel[(triton.cdiv(w, bp), h, b)](
+        x, weight_t.contiguous(), bias, prelu, out, ci, co, h, w, *x.stride(), *out.stride(),
+        DOT_IEEE=x.dtype == torch.float32, BP=bp, BCI=bci, BCO=bco, num_warps=4)
     return out
 
 
@@ -115,3 +167,15 @@ def resize_bilinear_op(x: torch.Tensor, size: List[int]) -> torch.Tensor:
 def _(x, size):
     fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
     return torch.empty((x.shape[0], x.shape[1], *size), device=x.device, dtype=x.dtype, memory_format=fmt)
+
+
+@torch.library.custom_op("ecmnet::conv3x3_prelu", mutates_args=())
+def conv3x3_prelu_op(x: torch.Tensor, weight_t: torch.Tensor, bias: torch.Tensor, prelu: torch.Tensor) -> torch.Tensor:
+    return conv3x3_prelu_triton(x, weight_t, bias, prelu)
+
+
+@conv3x3_prelu_op.register_fake
+def _(x, weight_t, bias, prelu):
+    fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    return torch.empty((x.shape[0], weight_t.shape[-1], *x.shape[2:]), device=x.device, dtype=x.dtype,
+                       memory_format=fmt)

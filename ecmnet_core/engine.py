@@ -133,8 +133,8 @@ class SegmentationEngine:
     depthwise_as_shifts: write depthwise convolutions as shifted multiply-adds that
         torch.compile fuses with their neighbours; None (default) = on exactly when compile=True
         on CUDA, where it is what makes compile pay (docs/benchmarks/inference.md).
-    channels_last_kernels: run the depthwise convolutions that are not shifts, and the final
-        logits resize, as Triton kernels on CUDA (ecmnet_core/channels_last_ops.py).
+    channels_last_kernels: run the depthwise convolutions that are not shifts, the final logits
+        resize and the stem's 3x3 conv + PReLU as Triton kernels on CUDA (channels_last_ops.py).
     fused_edab: run each EDAB after its 1x3 convolution (attentions, expand, residual, shuffle,
         next block's BN + PReLU) as two Triton kernels around the DDA kernel on CUDA
         (ecmnet_core/edab_fused.py; needs fold_bn).

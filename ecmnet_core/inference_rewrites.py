@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .channels_last_ops import depthwise_conv2d, resize_bilinear
+from .channels_last_ops import conv3x3_prelu, depthwise_conv2d, resize_bilinear
 from .dda_gate import dda_gates
 
 
@@ -116,6 +116,30 @@ class _KernelDepthwiseConv(nn.Module):
 
     def forward(self, x):
         return depthwise_conv2d(x, self.weight, self.bias, self.dilation)
+
+
+class _KernelConv3x3PReLU(nn.Module):
+    """A BN-folded 3x3 ConvBNAct ([conv with bias, Identity, PReLU], stride 1, padding 1) through
+    channels_last_ops.conv3x3_prelu: one launch on CUDA (the stem's two 32-channel convs)."""
+
+    def __init__(self, seq: nn.Sequential):
+        super().__init__()
+        conv, prelu = seq[0], seq[2]
+        self.weight, self.bias = conv.weight, conv.bias
+        # (3 * 3 * CI, CO): 2-D, so that .to(memory_format=channels_last) leaves it as it is
+        self.register_buffer("weight_t", conv.weight.detach().permute(2, 3, 1, 0).reshape(-1, conv.out_channels)
+                             .contiguous())
+        self.register_buffer("prelu", prelu.weight.detach().expand(conv.out_channels).clone())
+
+    @staticmethod
+    def fits(seq) -> bool:
+        return (isinstance(seq, nn.Sequential) and len(seq) == 3 and type(seq[0]) is nn.Conv2d
+                and type(seq[1]) is nn.Identity and type(seq[2]) is nn.PReLU and seq[0].bias is not None
+                and seq[0].kernel_size == (3, 3) and seq[0].stride == (1, 1) and seq[0].padding == (1, 1)
+                and seq[0].dilation == (1, 1) and seq[0].groups == 1 and seq[0].padding_mode == "zeros")
+
+    def forward(self, x):
+        return conv3x3_prelu(x, self.weight_t, self.bias, self.prelu, self.weight)
 
 
 class _KernelResize(nn.Module):
@@ -262,8 +286,9 @@ def optimize_for_inference(model: nn.Module, fold_bn: bool = True, depthwise_as_
     one-row attention conv cut to 1x7 (see the helpers above). `depthwise_as_shifts`
     (for torch.compile) writes depthwise convolutions of up to MAX_SHIFT_TAPS taps and
     channel attention's 1-D convolution as shifted multiply-adds, which the compiler fuses
-    with their neighbours. `channels_last_kernels` runs the other depthwise convolutions
-    and the final logits resize through channels_last_ops (Triton kernels on CUDA).
+    with their neighbours. `channels_last_kernels` runs the other depthwise convolutions,
+    the final logits resize and the stem's 3x3 conv + PReLU pairs through channels_last_ops
+    (Triton kernels on CUDA).
     `fused_edab` runs each EDAB stage's blocks after their 1x3 convolution as the kernels of
     edab_fused.py on CUDA (needs fold_bn). Both are off by default until they are timed on a
     GPU (docs/benchmarks/inference.md).
@@ -299,6 +324,8 @@ def optimize_for_inference(model: nn.Module, fold_bn: bool = True, depthwise_as_
                 module._modules[name] = _KernelDepthwiseConv(child)
             elif channels_last_kernels and type(child) is BilinearResize:
                 module._modules[name] = _KernelResize()
+            elif channels_last_kernels and _KernelConv3x3PReLU.fits(child):
+                module._modules[name] = _KernelConv3x3PReLU(child)
     if fused_edab:
         from .edab_fused import FusedEDABStage, pack_stage
 

@@ -1,5 +1,5 @@
-"""channels_last_ops: the Triton depthwise-conv and bilinear-resize kernels compute PyTorch's
-operators (on CUDA; and on CPU through Triton's interpreter where Triton is installed), and the
+"""channels_last_ops: the Triton depthwise-conv, bilinear-resize and 3x3 conv + PReLU kernels compute
+PyTorch's operators (on CUDA; and on CPU through Triton's interpreter where Triton is installed), and the
 dispatchers fall back to those operators elsewhere."""
 import importlib
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ecmnet_core.channels_last_ops import depthwise_conv2d, resize_bilinear
+from ecmnet_core.channels_last_ops import conv3x3_prelu, depthwise_conv2d, resize_bilinear
 
 # (channels, height, width, kernel, dilation): ECMNet's MSAU 7x7, EDAB 3x1 / dilated 1x3, FFN 3x3,
 # plus odd sizes and channel counts that are not powers of two
@@ -15,6 +15,24 @@ DEPTHWISE_CASES = [(32, 37, 70, (7, 7), 1), (24, 19, 33, (3, 1), 4), (16, 21, 40
                    (128, 9, 17, (3, 3), 1), (5, 6, 7, (5, 5), 2), (64, 1, 45, (1, 7), 1)]
 # (channels, in h, in w, out h, out w): 2x up (the logits), non-integer ratios, down, identity
 RESIZE_CASES = [(19, 23, 31, 46, 62), (3, 7, 5, 15, 11), (19, 10, 12, 5, 7), (150, 9, 9, 9, 9)]
+
+
+# (in channels, out channels, H, W): ECMNet's stem (32 -> 32), channel counts that are not powers of two
+CONV_CASES = [(32, 32, 9, 40), (3, 20, 7, 5), (24, 64, 1, 33)]
+
+
+def _conv_inputs(ci, co, h, w, dtype, device):
+    g = torch.Generator().manual_seed(ci + co + h)
+    x = torch.randn(2, ci, h, w, generator=g).to(device, dtype).contiguous(memory_format=torch.channels_last)
+    weight = (torch.randn(co, ci, 3, 3, generator=g) / (3 * ci ** 0.5)).to(device, dtype)
+    bias = torch.randn(co, generator=g).to(device, dtype)
+    prelu = (torch.rand(co, generator=g) - 0.5).to(device, dtype)
+    weight_t = weight.permute(2, 3, 1, 0).reshape(9 * ci, co).contiguous()
+    return x, weight, weight_t, bias, prelu
+
+
+def _conv_prelu_reference(x, weight, bias, prelu):
+    return F.prelu(F.conv2d(x.double(), weight.double(), bias.double(), 1, 1), prelu.double())
 
 
 def _depthwise_inputs(c, h, w, kernel, d, dtype, device, bias=True):
@@ -41,6 +59,9 @@ def test_dispatchers_are_the_pytorch_operators_on_cpu():
     torch.testing.assert_close(depthwise_conv2d(x, weight, b, dilation),
                                _conv_reference(x, weight, b, dilation).float())
     torch.testing.assert_close(resize_bilinear(x, (20, 9)), _resize_reference(x, (20, 9)).float())
+    x, weight, weight_t, bias, prelu = _conv_inputs(5, 7, 6, 9, torch.float32, "cpu")
+    torch.testing.assert_close(conv3x3_prelu(x, weight_t, bias, prelu, weight),
+                               _conv_prelu_reference(x, weight, bias, prelu).float())
 
 
 def _has_cuda_triton():
@@ -77,6 +98,18 @@ def test_triton_resize_matches_interpolate(dtype, tol, case, channels_last):
 
 
 @pytest.mark.skipif(not _has_cuda_triton(), reason="needs CUDA and Triton")
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.float16, 2e-2), (torch.bfloat16, 1e-1)])
+@pytest.mark.parametrize("case", CONV_CASES + [(32, 32, 64, 512)])
+def test_triton_conv3x3_prelu_matches_conv2d(dtype, tol, case):
+    from ecmnet_core.channels_last_triton import conv3x3_prelu_triton
+
+    x, weight, weight_t, bias, prelu = _conv_inputs(*case, dtype, "cuda")
+    got = conv3x3_prelu_triton(x, weight_t, bias, prelu)
+    assert got.dtype == dtype and got.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(got.double(), _conv_prelu_reference(x, weight, bias, prelu), rtol=tol, atol=tol)
+
+
+@pytest.mark.skipif(not _has_cuda_triton(), reason="needs CUDA and Triton")
 def test_ops_inside_torch_compile_and_cuda_graph():
     """Opaque custom ops: compiled, then replayed from a CUDA graph, same values as eager."""
     x, weight, b, dilation = _depthwise_inputs(32, 40, 64, (7, 7), 1, torch.float16, "cuda")
@@ -101,8 +134,8 @@ def test_ops_inside_torch_compile_and_cuda_graph():
 _INTERPRETER_CHECK = r"""
 import torch, torch.nn.functional as F
 from ecmnet_core import channels_last_triton as T
-from test_channels_last_ops import (DEPTHWISE_CASES, RESIZE_CASES, _depthwise_inputs, _conv_reference,
-                               _resize_reference)
+from test_channels_last_ops import (CONV_CASES, DEPTHWISE_CASES, RESIZE_CASES, _conv_inputs, _conv_prelu_reference,
+                                    _conv_reference, _depthwise_inputs, _resize_reference)
 for case in DEPTHWISE_CASES[:3] + DEPTHWISE_CASES[4:]:
     x, w, b, d = _depthwise_inputs(*case, torch.float32, "cpu")
     torch.testing.assert_close(T.depthwise_conv2d_triton(x, w, b, d).double(), _conv_reference(x, w, b, d),
@@ -111,6 +144,11 @@ for c, h, w, oh, ow in RESIZE_CASES:
     x = torch.randn(1, c, h, w).contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(T.resize_bilinear_triton(x, (oh, ow)).double(), _resize_reference(x, (oh, ow)),
                                rtol=1e-5, atol=1e-5)
+for ci, co, h, w in CONV_CASES:
+    x, weight, weight_t, bias, prelu = _conv_inputs(ci, co, h, w, torch.float32, "cpu")
+    torch.testing.assert_close(T.conv3x3_prelu_triton(x, weight_t, bias, prelu).double(),
+                               _conv_prelu_reference(x, weight, bias, prelu), rtol=1e-4, atol=1e-4)
+torch.library.opcheck(T.conv3x3_prelu_op, (x, weight_t, bias, prelu))
 # the registered operators: schema, fake (meta) implementation and real one agree (shapes, strides)
 x, w, b, d = _depthwise_inputs(32, 9, 20, (7, 7), 1, torch.float32, "cpu")
 torch.library.opcheck(T.depthwise_conv2d_op, (x, w, b, list(d)))
