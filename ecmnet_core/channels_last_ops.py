@@ -10,20 +10,14 @@ functions are exactly the PyTorch operators, which are also the test oracles.
 """
 from __future__ import annotations
 
-import importlib.util
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
-_ops = None
-if importlib.util.find_spec("triton") is not None and torch.cuda.is_available():
-    try:
-        from . import channels_last_triton as _ops
-    except Exception as exc:  # noqa: BLE001 - a Triton too old for the kernels: PyTorch ops instead
-        import warnings
+from .triton_kernels import load_kernels
 
-        warnings.warn(f"channels_last Triton kernels unavailable ({type(exc).__name__}: {exc}); using PyTorch ops")
+_ops = load_kernels("channels_last_triton", "channels_last Triton kernels")
 
 MAX_KERNEL_CHANNELS = 256   # one program holds a pixel's channels in registers
 

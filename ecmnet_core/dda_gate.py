@@ -10,20 +10,13 @@ the same function in PyTorch, used on CPU, without Triton, and as the test oracl
 """
 from __future__ import annotations
 
-import importlib.util
-
 import torch
 
 from .layers import axis_attention
+from .triton_kernels import load_kernels
 
-_op = None
-if importlib.util.find_spec("triton") is not None and torch.cuda.is_available():
-    try:
-        from .dda_gate_triton import dda_gates_op as _op
-    except Exception as exc:  # noqa: BLE001 - a Triton too old for the kernel: PyTorch ops instead
-        import warnings
-
-        warnings.warn(f"fused DDA kernel unavailable ({type(exc).__name__}: {exc}); using PyTorch ops")
+_kernels = load_kernels("dda_gate_triton", "fused DDA kernel")
+_op = _kernels.dda_gates_op if _kernels is not None else None
 
 
 def dda_gates_reference(pooled, w_qk, w_v, inner: int, split: int, scale: float):

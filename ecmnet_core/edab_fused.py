@@ -12,22 +12,17 @@ without Triton, or for other block shapes the stage runs its own modules (the te
 """
 from __future__ import annotations
 
-import importlib.util
 from typing import Optional
 
 import torch
 import torch.nn as nn
 
 from .dda_gate import dda_gates
+from .inference_rewrites import _ChannelAttentionTaps, _FusedDualDirectionAttention, folded_conv_prelu, prelu_slopes
+from .layers import ChannelAttention
+from .triton_kernels import load_kernels
 
-_ops = None
-if importlib.util.find_spec("triton") is not None and torch.cuda.is_available():
-    try:
-        from . import edab_fused_triton as _ops
-    except Exception as exc:  # noqa: BLE001 - a Triton too old for the kernels: the modules instead
-        import warnings
-
-        warnings.warn(f"fused EDAB kernels unavailable ({type(exc).__name__}: {exc}); using the modules")
+_ops = load_kernels("edab_fused_triton", "fused EDAB kernels")
 
 MAX_KERNEL_CHANNELS = 128    # EDAB's reduced width (ECMNet's: 16-64); the block width up to twice that
 
@@ -40,18 +35,6 @@ PACKED_ROWS = ("y_prelu",
                "post_scale", "post_shift", "post_prelu")
 
 
-def _conv_act(seq):
-    """(conv, PReLU) of a BN-folded ConvBNAct ([conv with bias, Identity, PReLU]), else None."""
-    if not (isinstance(seq, nn.Sequential) and len(seq) == 3 and type(seq[1]) is nn.Identity
-            and type(seq[2]) is nn.PReLU and getattr(seq[0], "bias", None) is not None):
-        return None
-    return seq[0], seq[2]
-
-
-def _prelu_weight(prelu: nn.PReLU, c: int) -> torch.Tensor:
-    return prelu.weight.detach().float().expand(c) if prelu.weight.numel() == 1 else prelu.weight.detach().float()
-
-
 def _bn_prelu_params(seq, channels: int) -> Optional[torch.Tensor]:
     """(3, C): an eval BNPReLU's BN scale and shift and its PReLU slopes, or None if not of that form."""
     if not (isinstance(seq, nn.Sequential) and len(seq) == 2 and type(seq[0]) is nn.BatchNorm2d
@@ -60,17 +43,14 @@ def _bn_prelu_params(seq, channels: int) -> Optional[torch.Tensor]:
     bn = seq[0]
     scale = bn.weight.detach().float() / torch.sqrt(bn.running_var.float() + bn.eps)
     shift = bn.bias.detach().float() - bn.running_mean.float() * scale
-    return torch.stack([scale, shift, _prelu_weight(seq[1], channels)])
+    return torch.stack([scale, shift, prelu_slopes(seq[1], channels)])
 
 
 def pack_edab(block) -> Optional[dict]:
     """The per-channel parameters of a BN-folded, DDA-rewritten EDAB between its 1x3 and expand
     convolutions, or None if the block does not have that form (then its stage keeps its modules)."""
-    from .inference_rewrites import _ChannelAttentionTaps, _FusedDualDirectionAttention
-    from .layers import ChannelAttention
-
-    parts = [_conv_act(block.conv1x3), _conv_act(block.local[0]), _conv_act(block.local[1]),
-             _conv_act(block.atrous[0]), _conv_act(block.atrous[1])]
+    parts = [folded_conv_prelu(seq) for seq in (block.conv1x3, block.local[0], block.local[1], block.atrous[0],
+                                                block.atrous[1])]
     ca, dda, post = block.local[2], block.atrous[2], block.post
     if any(p is None for p in parts) or type(dda) is not _FusedDualDirectionAttention:
         return None
@@ -92,12 +72,12 @@ def pack_edab(block) -> Optional[dict]:
                  and tuple(a1.dilation) == (d, 1) and tuple(a2.dilation) == (1, d) and ca_weight.numel() % 2 == 1)
     if not shapes_ok:
         return None
-    rows = [_prelu_weight(y_prelu, c)]
+    rows = [prelu_slopes(y_prelu, c)]
     for conv3x1, act1, conv1x3_, act2 in ((l1, l1a, l2, l2a), (a1, a1a, a2, a2a)):
         rows += list(conv3x1.weight.detach().float()[:, 0, :, 0].t())
-        rows += [conv3x1.bias.detach().float(), _prelu_weight(act1, c)]
+        rows += [conv3x1.bias.detach().float(), prelu_slopes(act1, c)]
         rows += list(conv1x3_.weight.detach().float()[:, 0, 0, :].t())
-        rows += [conv1x3_.bias.detach().float(), _prelu_weight(act2, c)]
+        rows += [conv1x3_.bias.detach().float(), prelu_slopes(act2, c)]
     rows += list(post)                                   # post BN scale, shift, PReLU
     packed = torch.stack([r.reshape(c) for r in rows])
     assert packed.shape[0] == len(PACKED_ROWS)
