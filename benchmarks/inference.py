@@ -62,9 +62,9 @@ def fold_peer(model):
         return model
 
 
-# ECMNet rows with the engine's opt-in kernel options (--channels-last-kernels, --fused-edab)
-VARIANTS = {"ECMNet+k": dict(channels_last_kernels=True),
-            "ECMNet+kf": dict(channels_last_kernels=True, fused_edab=True)}
+# ECMNet rows with the engine's opt-in kernel options: row name -> (command-line flag, engine options)
+VARIANTS = {"ECMNet+k": ("channels_last_kernels", dict(channels_last_kernels=True)),
+            "ECMNet+kf": ("fused_edab", dict(channels_last_kernels=True, fused_edab=True))}
 
 
 def prepare(model, precision, fold=True, ecmnet=True, channels_last=True, shifts=False, options=None):
@@ -123,8 +123,11 @@ def time_engine(model, meta, size, precision, iters, warmup, graphs=True, fold=T
 
 
 def kernel_variants(args):
-    return [name for name, flag in (("ECMNet+k", args.channels_last_kernels), ("ECMNet+kf", args.fused_edab))
-            if flag]
+    return [name for name, (flag, _) in VARIANTS.items() if getattr(args, flag)]
+
+
+def variant_options(name):
+    return VARIANTS[name][1] if name in VARIANTS else {}
 
 
 def time_infer(engine, size, iters, warmup):
@@ -207,7 +210,7 @@ def compiled_comparison(base, peers, meta, size, prec, backend, args):
     rows = []
     # peers right after the baseline, the opt-in variants last (most promising first)
     for name in ["ECMNet"] + list(peers) + kernel_variants(args)[::-1]:
-        ecm, options = name.startswith("ECMNet"), VARIANTS.get(name, {})
+        ecm, options = name.startswith("ECMNet"), variant_options(name)
         if ecm:
             src = ECMNet(num_classes=NUM_CLASSES, ss2d_backend=backend).eval()
             src.load_state_dict(base.state_dict())
@@ -320,7 +323,7 @@ def main(argv=None):
                        + [(v, b) for v in kernel_variants(args) for b in backends]
                        + [(n, "-") for n in peers])
             for name, backend in configs:
-                options = VARIANTS.get(name, {})
+                options = variant_options(name)
                 if name.startswith("ECMNet"):
                     model = ECMNet(num_classes=NUM_CLASSES, ss2d_backend=backend).eval()
                     model.load_state_dict(base.state_dict())

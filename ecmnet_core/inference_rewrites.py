@@ -118,6 +118,19 @@ class _KernelDepthwiseConv(nn.Module):
         return depthwise_conv2d(x, self.weight, self.bias, self.dilation)
 
 
+def folded_conv_prelu(seq):
+    """(conv, PReLU) of a BN-folded ConvBNAct ([conv with bias, Identity, PReLU]), else None."""
+    if not (isinstance(seq, nn.Sequential) and len(seq) == 3 and type(seq[1]) is nn.Identity
+            and type(seq[2]) is nn.PReLU and getattr(seq[0], "bias", None) is not None):
+        return None
+    return seq[0], seq[2]
+
+
+def prelu_slopes(prelu: nn.PReLU, channels: int) -> torch.Tensor:
+    """The per-channel slopes of a PReLU (one shared slope repeated), fp32."""
+    return prelu.weight.detach().float().expand(channels).clone()
+
+
 class _KernelConv3x3PReLU(nn.Module):
     """A BN-folded 3x3 ConvBNAct ([conv with bias, Identity, PReLU], stride 1, padding 1) through
     channels_last_ops.conv3x3_prelu: one launch on CUDA (the stem's two 32-channel convs)."""
@@ -129,14 +142,15 @@ class _KernelConv3x3PReLU(nn.Module):
         # (3 * 3 * CI, CO): 2-D, so that .to(memory_format=channels_last) leaves it as it is
         self.register_buffer("weight_t", conv.weight.detach().permute(2, 3, 1, 0).reshape(-1, conv.out_channels)
                              .contiguous())
-        self.register_buffer("prelu", prelu.weight.detach().expand(conv.out_channels).clone())
+        self.register_buffer("prelu", prelu_slopes(prelu, conv.out_channels))
 
     @staticmethod
     def fits(seq) -> bool:
-        return (isinstance(seq, nn.Sequential) and len(seq) == 3 and type(seq[0]) is nn.Conv2d
-                and type(seq[1]) is nn.Identity and type(seq[2]) is nn.PReLU and seq[0].bias is not None
-                and seq[0].kernel_size == (3, 3) and seq[0].stride == (1, 1) and seq[0].padding == (1, 1)
-                and seq[0].dilation == (1, 1) and seq[0].groups == 1 and seq[0].padding_mode == "zeros")
+        found = folded_conv_prelu(seq)
+        conv = found[0] if found else None
+        return (type(conv) is nn.Conv2d and conv.kernel_size == (3, 3) and conv.stride == (1, 1)
+                and conv.padding == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1
+                and conv.padding_mode == "zeros")
 
     def forward(self, x):
         return conv3x3_prelu(x, self.weight_t, self.bias, self.prelu, self.weight)
