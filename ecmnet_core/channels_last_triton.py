@@ -18,7 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .row_segments_triton import row_segment, row_segment_blocks
+from .row_segments_triton import is_even, row_segment, row_segment_blocks, tile_mask
 
 ELEMENTS_PER_PROGRAM = 2048      # BLOCK_P x padded channels; 4 warps
 
@@ -27,7 +27,7 @@ ELEMENTS_PER_PROGRAM = 2048      # BLOCK_P x padded channels; 4 warps
 def _depthwise_kernel(X, Wt, Bias, Y, C, H, W,
                       sx_b, sx_c, sx_h, sx_w, sy_b, sy_c, sy_h, sy_w,
                       KH: tl.constexpr, KW: tl.constexpr, DH: tl.constexpr, DW: tl.constexpr,
-                      HAS_BIAS: tl.constexpr, BP: tl.constexpr, BC: tl.constexpr):
+                      HAS_BIAS: tl.constexpr, EVEN: tl.constexpr, BP: tl.constexpr, BC: tl.constexpr):
     h, b, p, c, cm = row_segment(C, BP, BC)
     acc = tl.zeros([BP, BC], tl.float32)
     for i in tl.static_range(KH):
@@ -35,14 +35,14 @@ def _depthwise_kernel(X, Wt, Bias, Y, C, H, W,
         row_ok = (p * 0 + hh >= 0) & (p * 0 + hh < H)           # as a vector: one mask dtype
         for j in tl.static_range(KW):
             ww = p + (j - KW // 2) * DW
-            m = (row_ok & (ww >= 0) & (ww < W))[:, None] & cm[None, :]
+            m = tile_mask(row_ok & (ww >= 0) & (ww < W), cm, EVEN)
             xv = tl.load(X + b * sx_b + hh * sx_h + ww[:, None] * sx_w + c[None, :] * sx_c, mask=m, other=0.0)
             wv = tl.load(Wt + c * (KH * KW) + i * KW + j, mask=cm, other=0.0)
             acc += xv.to(tl.float32) * wv.to(tl.float32)[None, :]
     if HAS_BIAS:
         acc += tl.load(Bias + c, mask=cm, other=0.0).to(tl.float32)[None, :]
     tl.store(Y + b * sy_b + h * sy_h + p[:, None] * sy_w + c[None, :] * sy_c, acc.to(Y.dtype.element_ty),
-             mask=(p < W)[:, None] & cm[None, :])
+             mask=tile_mask(p < W, cm, EVEN))
 
 
 @triton.jit
@@ -74,7 +74,8 @@ def _bilinear_kernel(X, Y, C, H_in, W_in, W_out, scale_h, scale_w,
 @triton.jit
 def _conv3x3_prelu_kernel(X, Wt, Bias, A, Y, CI, CO, H, W,
                           sx_b, sx_c, sx_h, sx_w, sy_b, sy_c, sy_h, sy_w,
-                          DOT_IEEE: tl.constexpr, BP: tl.constexpr, BCI: tl.constexpr, BCO: tl.constexpr):
+                          DOT_IEEE: tl.constexpr, EVEN_I: tl.constexpr, EVEN_O: tl.constexpr,
+                          BP: tl.constexpr, BCI: tl.constexpr, BCO: tl.constexpr):
     # implicit GEMM: nine shifted (pixels x CI) tiles times (CI x CO) weight slices, bias + PReLU fused
     h, b, p, ci, cim = row_segment(CI, BP, BCI)
     co = tl.arange(0, BCO)
@@ -86,7 +87,7 @@ def _conv3x3_prelu_kernel(X, Wt, Bias, A, Y, CI, CO, H, W,
             ww = p + j - 1
             ok = (ww * 0 + hh >= 0) & (ww * 0 + hh < H) & (ww >= 0) & (ww < W)
             xt = tl.load(X + b * sx_b + hh * sx_h + ww[:, None] * sx_w + ci[None, :] * sx_c,
-                         mask=ok[:, None] & cim[None, :], other=0.0)
+                         mask=tile_mask(ok, cim, EVEN_I), other=0.0)
             wt = tl.load(Wt + ((i * 3 + j) * CI + ci[:, None]) * CO + co[None, :],
                          mask=cim[:, None] & com[None, :], other=0.0)
             if DOT_IEEE:
@@ -97,7 +98,7 @@ def _conv3x3_prelu_kernel(X, Wt, Bias, A, Y, CI, CO, H, W,
     a = tl.load(A + co, mask=com, other=0.0).to(tl.float32)[None, :]
     acc = tl.where(acc >= 0.0, acc, acc * a)
     tl.store(Y + b * sy_b + h * sy_h + p[:, None] * sy_w + co[None, :] * sy_c, acc.to(Y.dtype.element_ty),
-             mask=(p < W)[:, None] & com[None, :])
+             mask=tile_mask(p < W, com, EVEN_O))
 
 
 def depthwise_conv2d_triton(x, weight, bias, dilation):
@@ -109,7 +110,7 @@ def depthwise_conv2d_triton(x, weight, bias, dilation):
     _depthwise_kernel[(triton.cdiv(w, bp), h, b)](
         x, weight.contiguous(), bias if bias is not None else weight, out, c, h, w,
         *x.stride(), *out.stride(), KH=kh, KW=kw, DH=dilation[0], DW=dilation[1],
-        HAS_BIAS=bias is not None, BP=bp, BC=bc, num_warps=4)
+        HAS_BIAS=bias is not None, EVEN=is_even(c, bc), BP=bp, BC=bc, num_warps=4)
     return out
 
 
@@ -129,7 +130,8 @@ def conv3x3_prelu_triton(x, weight_t, bias, prelu):
     bp = max(16, min(bp, ELEMENTS_PER_PROGRAM // bco))
     _conv3x3_prelu_kernel[(triton.cdiv(w, bp), h, b)](
         x, weight_t.contiguous(), bias, prelu, out, ci, co, h, w, *x.stride(), *out.stride(),
-        DOT_IEEE=x.dtype == torch.float32, BP=bp, BCI=bci, BCO=bco, num_warps=4)
+        DOT_IEEE=x.dtype == torch.float32, EVEN_I=is_even(ci, bci), EVEN_O=is_even(co, bco), BP=bp, BCI=bci,
+        BCO=bco, num_warps=4)
     return out
 
 

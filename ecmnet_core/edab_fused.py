@@ -1,13 +1,14 @@
-"""EDAB stages with each block's work after its 1x3 convolution in three launches: two Triton
+"""EDAB stages with each block's work after its 1x3 convolution in four launches: three Triton
 kernels around the fused dual-direction-attention kernel.
 
 Why: after an EDAB's 1x3 convolution come two depthwise branches, PReLUs, three means for its
 attentions, the weighted sum, the expand convolution, the residual, the channel shuffle and the
 next block's BN + PReLU. torch.compile makes ~10 small kernels and a cuDNN call of that per block
 (at 1/8 resolution on an H100: about 34 us for the part before the expand convolution alone, 21
-blocks per forward; profile in docs/benchmarks/inference.md). Here edab_pool reads the conv output
-once for all three means, the DDA kernel turns them into gates, and edab_finish reads it again and
-writes the block's output and the next block's first-conv input: edab_fused_triton.py. On CPU,
+blocks per forward; profile in docs/benchmarks/inference.md). Here edab_vertical runs both
+branches' first depthwise stage, edab_pool the second one and all three means, the DDA kernel turns
+them into gates, and edab_finish redoes the cheap second stage and writes the block's output and
+the next block's first-conv input: edab_fused_triton.py. On CPU,
 without Triton, or for other block shapes the stage runs its own modules (the test oracle).
 """
 from __future__ import annotations
@@ -128,19 +129,24 @@ def pack_stage(stage) -> Optional[list]:
     return packs
 
 
-def edab_pool(t, packed, dilation: int):
+def edab_vertical(t, packed, dilation: int):
+    """(B, 2C, H, W): both branches' 3x1 stage, [local | atrous] (Triton, CUDA)."""
+    return _ops.edab_vertical_op(t, packed, dilation)
+
+
+def edab_pool(v, packed, dilation: int):
     """(B, C, H + W) pooled DDA descriptors and (B, C) channel-attention means (Triton, CUDA)."""
-    return _ops.edab_pool_op(t, packed, dilation)
+    return _ops.edab_pool_op(v, packed, dilation)
 
 
-def edab_finish(t, x, packed, gates, ca, ca_weight, expand_t, shuffle_src, next_pre, dilation: int):
+def edab_finish(t, v, x, packed, gates, ca, ca_weight, expand_t, shuffle_src, next_pre, dilation: int):
     """(block output, next block's first-conv input or an empty tensor) (Triton, CUDA)."""
-    return _ops.edab_finish_op(t, x, packed, gates, ca, ca_weight, expand_t, shuffle_src, next_pre, dilation)
+    return _ops.edab_finish_op(t, v, x, packed, gates, ca, ca_weight, expand_t, shuffle_src, next_pre, dilation)
 
 
 class FusedEDABStage(nn.Module):
-    """An EDAB stage whose blocks run conv3x1 -> conv1x3 (cuDNN) -> edab_pool -> dda_gates ->
-    edab_finish on CUDA with Triton; the stage's own modules everywhere else."""
+    """An EDAB stage whose blocks run conv3x1 -> conv1x3 (cuDNN) -> edab_vertical -> edab_pool ->
+    dda_gates -> edab_finish on CUDA with Triton; the stage's own modules everywhere else."""
 
     def __init__(self, stage: nn.Sequential, packs: list):
         super().__init__()
@@ -154,15 +160,16 @@ class FusedEDABStage(nn.Module):
             return self.stage(x)
         return self.fused_forward(x)
 
-    def fused_forward(self, x, pool=edab_pool, finish=edab_finish):
+    def fused_forward(self, x, vertical=edab_vertical, pool=edab_pool, finish=edab_finish):
         p = self.stage[0].pre(x)
         last = len(self.stage) - 1
         for i, (blk, k) in enumerate(zip(self.stage, self.kernels)):
             t = blk.conv1x3[0](blk.conv3x1(blk.reduce(p)))
-            pooled, ca = pool(t, k.packed, k.dilation)
+            v = vertical(t, k.packed, k.dilation)
+            pooled, ca = pool(v, k.packed, k.dilation)
             dda = blk.atrous[2]
             gates = dda_gates(pooled.to(t.dtype), dda.qk.weight.flatten(1), dda.v.weight.flatten(1), dda.inner,
                               t.shape[2], dda.scale)
-            x, p = finish(t, x, k.packed, gates, ca, k.ca_weight, k.expand_t, k.shuffle_src,
+            x, p = finish(t, v, x, k.packed, gates, ca, k.ca_weight, k.expand_t, k.shuffle_src,
                           self.kernels[i + 1].pre if i < last else None, k.dilation)
         return x

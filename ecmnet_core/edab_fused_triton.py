@@ -1,21 +1,27 @@
 """Triton kernels behind edab_fused (imported only where Triton is installed).
 
-Both kernels recompute EDAB's two depthwise branches for a row segment (BLOCK_P pixels x all
-channels) straight from the 1x3 convolution's output t, which stays in L2: 17 shifted loads of
-t per pixel (a 3x3 neighbourhood for the local branch and one of rate d for the atrous branch,
-the centre shared), PReLU(t) = y, then each branch's 3x1 conv + bias + PReLU per column offset,
-zeroed outside the image (the 1x3 conv's zero padding), and its 1x3 conv + bias + PReLU.
+Three launches per block after its 1x3 convolution (output t), each over row segments
+(BLOCK_P pixels x all channels, whole 16-byte vectors where the width is a power of two):
 
-  _edab_pool_kernel     walks a band of rows, accumulates the means the attentions need:
-                        local branch over H x W (channel attention), atrous branch over W
-                        per row and over H per column (dual-direction attention), relaxed
-                        fp32 atomics into zeroed buffers (summation order varies run to run;
-                        the kernel that reads them is a later launch).
-  _edab_finish_kernel   z = y + local * CA gate + atrous * sigmoid(g_h + g_w), post BN + PReLU,
-                        then the expand 1x1 conv (tl.dot, its weight rows in channel-shuffle
-                        order), the residual (gathered in the same order) and, when there is
-                        a next block, its BN + PReLU: the block's output and the next
-                        block's first-conv input, two stores.
+  _vertical_kernel      y = PReLU(t), then both branches' 3x1 conv (rates 1 and d) + bias +
+                        PReLU, stored as one tensor v = [local | atrous] (5 row loads of t).
+  _edab_pool_kernel     walks a band of rows of v, applies each branch's 1x3 conv + bias + PReLU
+                        (3 shifted loads each) and accumulates the means the attentions need:
+                        local branch over H x W (channel attention), atrous branch over W per
+                        row and over H per column (dual-direction attention), relaxed fp32
+                        atomics into zeroed buffers (summation order varies run to run; the
+                        kernel that reads them is a later launch).
+  _edab_finish_kernel   the same 1x3 stage again, z = y + local * CA gate + atrous *
+                        sigmoid(g_h + g_w), post BN + PReLU, then the expand 1x1 conv (tl.dot,
+                        its weight rows in channel-shuffle order), the residual (gathered in the
+                        same order) and, when there is a next block, its BN + PReLU: the
+                        block's output and the next block's first-conv input, two stores.
+
+Why v is stored: the first version recomputed both branches from t in the pool and finish
+kernels (17 loads and ~150 fp32 operations per value, twice); on an H100 that made them
+instruction-bound at 25-38 us per call, slower than Inductor's unfused kernels
+(docs/benchmarks/inference.md). Storing the 3x1 stage costs one write and two L2-resident reads.
+Launch configurations are timed per shape on first use (kernel_tuning).
 
 Per-channel parameters arrive packed as rows of one tensor (edab_fused.PACKED_ROWS).
 """
@@ -27,9 +33,12 @@ import torch
 import triton
 import triton.language as tl
 
-from .row_segments_triton import row_segment, row_segment_blocks
+from . import kernel_tuning
+from .row_segments_triton import is_even, row_segment, row_segment_blocks, tile_mask
 
-ELEMENTS_PER_PROGRAM = 1024      # BLOCK_P x padded channels; 4 warps, ~8 live tiles
+# (elements per program = BLOCK_P x padded channels, warps): timed per shape on first use
+CANDIDATES = ((1024, 4), (2048, 4), (2048, 8), (4096, 8))
+DEFAULT_CONFIG = (2048, 4)
 
 
 @triton.jit
@@ -44,46 +53,63 @@ def _row(Pk, k, C, c, cm):
 
 
 @triton.jit
-def _load_y(T, b, hh, ww, c, cm, H, W, st_b, st_c, st_h, st_w, ay):
+def _load_y(T, b, hh, ww, c, cm, H, W, st_b, st_c, st_h, st_w, ay, EVEN: tl.constexpr):
     """PReLU(t) at row hh (scalar) and columns ww, zero outside the image (the convs' zero padding)."""
     ok = (ww * 0 + hh >= 0) & (ww * 0 + hh < H) & (ww >= 0) & (ww < W)
     t = tl.load(T + b * st_b + hh * st_h + ww[:, None] * st_w + c[None, :] * st_c,
-                mask=ok[:, None] & cm[None, :], other=0.0).to(tl.float32)
+                mask=tile_mask(ok, cm, EVEN), other=0.0).to(tl.float32)
     return _prelu(t, ay)
 
 
 @triton.jit
-def _branch(T, Pk, C, b, h, p, c, cm, H, W, st_b, st_c, st_h, st_w, ay, D, R0: tl.constexpr,
-            BP: tl.constexpr, BC: tl.constexpr):
-    """3x1 conv (rate D) + bias + PReLU, then 1x3 conv (rate D) + bias + PReLU, at row h, columns p.
-    Packed rows R0..R0+2: 3x1 taps, R0+3: bias, R0+4: PReLU, R0+5..R0+7: 1x3 taps, R0+8, R0+9."""
-    acc = tl.zeros([BP, BC], tl.float32)
-    for j in tl.static_range(3):
-        ww = p + (j - 1) * D
-        s = (_load_y(T, b, h - D, ww, c, cm, H, W, st_b, st_c, st_h, st_w, ay) * _row(Pk, R0, C, c, cm)
-             + _load_y(T, b, h, ww, c, cm, H, W, st_b, st_c, st_h, st_w, ay) * _row(Pk, R0 + 1, C, c, cm)
-             + _load_y(T, b, h + D, ww, c, cm, H, W, st_b, st_c, st_h, st_w, ay) * _row(Pk, R0 + 2, C, c, cm)
-             + _row(Pk, R0 + 3, C, c, cm))
-        s = _prelu(s, _row(Pk, R0 + 4, C, c, cm))
-        s = tl.where(((ww >= 0) & (ww < W))[:, None], s, 0.0)
-        acc += s * _row(Pk, R0 + 5 + j, C, c, cm)
-    return _prelu(acc + _row(Pk, R0 + 8, C, c, cm), _row(Pk, R0 + 9, C, c, cm))
+def _vertical_kernel(T, Pk, V, C, H, W, D, st_b, st_c, st_h, st_w, sv_b, sv_c, sv_h, sv_w,
+                     EVEN: tl.constexpr, BP: tl.constexpr, BC: tl.constexpr):
+    # both branches' 3x1 conv (rates 1 and D) + bias + PReLU of y = PReLU(t): V[:, :C] local, V[:, C:] atrous
+    h, b, p, c, cm = row_segment(C, BP, BC)
+    ay = _row(Pk, 0, C, c, cm)
+    y = _load_y(T, b, h, p, c, cm, H, W, st_b, st_c, st_h, st_w, ay, EVEN)
+    local = (_load_y(T, b, h - 1, p, c, cm, H, W, st_b, st_c, st_h, st_w, ay, EVEN) * _row(Pk, 1, C, c, cm)
+             + y * _row(Pk, 2, C, c, cm)
+             + _load_y(T, b, h + 1, p, c, cm, H, W, st_b, st_c, st_h, st_w, ay, EVEN) * _row(Pk, 3, C, c, cm))
+    local = _prelu(local + _row(Pk, 4, C, c, cm), _row(Pk, 5, C, c, cm))
+    atrous = (_load_y(T, b, h - D, p, c, cm, H, W, st_b, st_c, st_h, st_w, ay, EVEN) * _row(Pk, 11, C, c, cm)
+              + y * _row(Pk, 12, C, c, cm)
+              + _load_y(T, b, h + D, p, c, cm, H, W, st_b, st_c, st_h, st_w, ay, EVEN) * _row(Pk, 13, C, c, cm))
+    atrous = _prelu(atrous + _row(Pk, 14, C, c, cm), _row(Pk, 15, C, c, cm))
+    m = tile_mask(p < W, cm, EVEN)
+    out = V + b * sv_b + h * sv_h + p[:, None] * sv_w + c[None, :] * sv_c
+    tl.store(out, local.to(V.dtype.element_ty), mask=m)
+    tl.store(out + C * sv_c, atrous.to(V.dtype.element_ty), mask=m)
 
 
 @triton.jit
-def _edab_pool_kernel(T, Pk, POOL, CA, C, H, W, D, RB, inv_w, inv_h, inv_hw,
-                      st_b, st_c, st_h, st_w, sp_b, sp_c, sp_l,
-                      BP: tl.constexpr, BC: tl.constexpr):
+def _horizontal(V, Pk, C, b, h, p, c, cm, H, W, sv_b, sv_c, sv_h, sv_w, D, OFF, R0: tl.constexpr,
+                EVEN: tl.constexpr, BP: tl.constexpr, BC: tl.constexpr):
+    """A branch's 1x3 conv (rate D) + bias + PReLU at row h (scalar), columns p, from its 3x1 stage
+    (V's channels OFF..OFF+C, zero outside the image). Packed rows R0..R0+2 taps, R0+3 bias, R0+4 PReLU."""
+    acc = tl.zeros([BP, BC], tl.float32)
+    for j in tl.static_range(3):
+        ww = p + (j - 1) * D
+        ok = (ww * 0 + h < H) & (ww >= 0) & (ww < W)
+        v = tl.load(V + b * sv_b + h * sv_h + ww[:, None] * sv_w + (c[None, :] + OFF) * sv_c,
+                    mask=tile_mask(ok, cm, EVEN), other=0.0).to(tl.float32)
+        acc += v * _row(Pk, R0 + j, C, c, cm)
+    return _prelu(acc + _row(Pk, R0 + 3, C, c, cm), _row(Pk, R0 + 4, C, c, cm))
+
+
+@triton.jit
+def _edab_pool_kernel(V, Pk, POOL, CA, C, H, W, D, RB, inv_w, inv_h, inv_hw,
+                      sv_b, sv_c, sv_h, sv_w, sp_b, sp_c, sp_l,
+                      EVEN: tl.constexpr, BP: tl.constexpr, BC: tl.constexpr):
     band, b, p, c, cm = row_segment(C, BP, BC)
     pm = p < W
-    ay = _row(Pk, 0, C, c, cm)
     colsum = tl.zeros([BP, BC], tl.float32)
     casum = tl.zeros([BC], tl.float32)
     for r in range(RB):
         h = band * RB + r
         ok = (pm & (p * 0 + h < H))[:, None] & cm[None, :]
-        local = _branch(T, Pk, C, b, h, p, c, cm, H, W, st_b, st_c, st_h, st_w, ay, 1, 1, BP, BC)
-        atrous = _branch(T, Pk, C, b, h, p, c, cm, H, W, st_b, st_c, st_h, st_w, ay, D, 11, BP, BC)
+        local = _horizontal(V, Pk, C, b, h, p, c, cm, H, W, sv_b, sv_c, sv_h, sv_w, 1, 0, 6, EVEN, BP, BC)
+        atrous = _horizontal(V, Pk, C, b, h, p, c, cm, H, W, sv_b, sv_c, sv_h, sv_w, D, C, 16, EVEN, BP, BC)
         local = tl.where(ok, local, 0.0)
         atrous = tl.where(ok, atrous, 0.0)
         casum += tl.sum(local, 0)
@@ -96,17 +122,17 @@ def _edab_pool_kernel(T, Pk, POOL, CA, C, H, W, D, RB, inv_w, inv_h, inv_hw,
 
 
 @triton.jit
-def _edab_finish_kernel(T, X, Pk, G, CA, CAW, WE, SRC, NPRE, XO, PO, C, CO, H, W, D,
-                        st_b, st_c, st_h, st_w, sx_b, sx_c, sx_h, sx_w, sg_b, sg_c, sg_l,
-                        so_b, so_c, so_h, so_w,
+def _edab_finish_kernel(T, V, X, Pk, G, CA, CAW, WE, SRC, NPRE, XO, PO, C, CO, H, W, D,
+                        st_b, st_c, st_h, st_w, sv_b, sv_c, sv_h, sv_w, sx_b, sx_c, sx_h, sx_w,
+                        sg_b, sg_c, sg_l, so_b, so_c, so_h, so_w,
                         K_CA: tl.constexpr, HAS_NEXT: tl.constexpr, DOT_IEEE: tl.constexpr,
+                        EVEN: tl.constexpr, EVEN_O: tl.constexpr,
                         BP: tl.constexpr, BC: tl.constexpr, BO: tl.constexpr):
     h, b, p, c, cm = row_segment(C, BP, BC)
     pm = p < W
-    ay = _row(Pk, 0, C, c, cm)
-    y = _load_y(T, b, h, p, c, cm, H, W, st_b, st_c, st_h, st_w, ay)
-    local = _branch(T, Pk, C, b, h, p, c, cm, H, W, st_b, st_c, st_h, st_w, ay, 1, 1, BP, BC)
-    atrous = _branch(T, Pk, C, b, h, p, c, cm, H, W, st_b, st_c, st_h, st_w, ay, D, 11, BP, BC)
+    y = _load_y(T, b, h, p, c, cm, H, W, st_b, st_c, st_h, st_w, _row(Pk, 0, C, c, cm), EVEN)
+    local = _horizontal(V, Pk, C, b, h, p, c, cm, H, W, sv_b, sv_c, sv_h, sv_w, 1, 0, 6, EVEN, BP, BC)
+    atrous = _horizontal(V, Pk, C, b, h, p, c, cm, H, W, sv_b, sv_c, sv_h, sv_w, D, C, 16, EVEN, BP, BC)
     # channel attention: sigmoid of the 1-D conv (zero padded) across the channel means
     ca = tl.zeros([BC], tl.float32)
     for k in tl.static_range(K_CA):
@@ -128,7 +154,7 @@ def _edab_finish_kernel(T, X, Pk, G, CA, CAW, WE, SRC, NPRE, XO, PO, C, CO, H, W
         e = tl.dot(u.to(WE.dtype.element_ty), we)
     # residual, shuffled the same way: output channel o is input channel SRC[o]
     src = tl.load(SRC + o, mask=om, other=0)
-    mo = pm[:, None] & om[None, :]
+    mo = tile_mask(pm, om, EVEN_O)
     xn = e + tl.load(X + b * sx_b + h * sx_h + p[:, None] * sx_w + src[None, :] * sx_c, mask=mo,
                      other=0.0).to(tl.float32)
     out = b * so_b + h * so_h + p[:, None] * so_w + o[None, :] * so_c
@@ -146,30 +172,71 @@ def _check(t, packed):
                          "(expected 24 x channels)")
 
 
-def edab_pool_triton(t, packed, dilation: int, rows_per_band=None):
-    """Channel-attention means (B, C) and the dual-direction attention's pooled descriptors
-    (B, C, H + W): the atrous branch's mean over W per row, then its mean over H per column."""
+def _check_v(v, t):
+    if tuple(v.shape) != (t.shape[0], 2 * t.shape[1], *t.shape[2:]):
+        raise ValueError(f"fused EDAB: branch tensor {tuple(v.shape)} does not fit t {tuple(t.shape)} "
+                         "(expected twice its channels)")
+
+
+def _blocks(channels: int, config):
+    bp, bc = row_segment_blocks(channels, config[0])
+    return bp, bc, is_even(channels, bc)
+
+
+def _config(name: str, t, extra, launch):
+    key = (name, t.dtype, tuple(t.shape), extra)
+    return kernel_tuning.pick(key, CANDIDATES, launch, DEFAULT_CONFIG, on_gpu=t.is_cuda)
+
+
+def edab_vertical_triton(t, packed, dilation: int, config=None):
+    """Both branches' 3x1 stage, (B, 2C, H, W) channels_last: [local | atrous]."""
     b, c, h, w = t.shape
     _check(t, packed)
-    pooled = torch.zeros((b, c, h + w), device=t.device, dtype=torch.float32)
-    ca = torch.zeros((b, c), device=t.device, dtype=torch.float32)
-    bp, bc = row_segment_blocks(c, ELEMENTS_PER_PROGRAM)
-    n_cols = triton.cdiv(w, bp)
-    # enough programs to fill the GPU: bands of rows, fewer rows per band for small maps
-    rows_per_band = rows_per_band or max(1, min(16, (h * n_cols * b) // 1024))
-    _edab_pool_kernel[(n_cols, triton.cdiv(h, rows_per_band), b)](
-        t, packed, pooled, ca, c, h, w, int(dilation), rows_per_band, 1.0 / w, 1.0 / h, 1.0 / (h * w),
-        *t.stride(), *pooled.stride(), BP=bp, BC=bc, num_warps=4)
-    return pooled, ca
+    v = torch.empty((b, 2 * c, h, w), device=t.device, dtype=t.dtype, memory_format=torch.channels_last)
+
+    def launch(cfg):
+        bp, bc, even = _blocks(c, cfg)
+        _vertical_kernel[(triton.cdiv(w, bp), h, b)](
+            t, packed, v, c, h, w, int(dilation), *t.stride(), *v.stride(), EVEN=even, BP=bp, BC=bc,
+            num_warps=cfg[1])
+
+    launch(config or _config("edab_vertical", t, int(dilation), launch))
+    return v
 
 
-def edab_finish_triton(t, x, packed, gates, ca, ca_weight, expand_t, shuffle_src, next_pre, dilation: int):
+def edab_pool_triton(v, packed, dilation: int, rows_per_band=None, config=None):
+    """Channel-attention means (B, C) and the dual-direction attention's pooled descriptors
+    (B, C, H + W): the atrous branch's mean over W per row, then its mean over H per column."""
+    b, c2, h, w = v.shape
+    c = c2 // 2
+    if c2 % 2 or packed.shape != (24, c):
+        raise ValueError(f"edab_pool: packed parameters {tuple(packed.shape)} do not fit the branch tensor "
+                         f"{tuple(v.shape)} (expected 24 x half its channels)")
+
+    def launch(cfg):
+        bp, bc, even = _blocks(c, cfg)
+        n_cols = triton.cdiv(w, bp)
+        # enough programs to fill the GPU: bands of rows, fewer rows per band for small maps
+        rows = rows_per_band or max(1, min(16, (h * n_cols * b) // 1024))
+        pooled = torch.zeros((b, c, h + w), device=v.device, dtype=torch.float32)
+        ca = torch.zeros((b, c), device=v.device, dtype=torch.float32)
+        _edab_pool_kernel[(n_cols, triton.cdiv(h, rows), b)](
+            v, packed, pooled, ca, c, h, w, int(dilation), rows, 1.0 / w, 1.0 / h, 1.0 / (h * w),
+            *v.stride(), *pooled.stride(), EVEN=even, BP=bp, BC=bc, num_warps=cfg[1])
+        return pooled, ca
+
+    return launch(config or _config("edab_pool", v, int(dilation), launch))
+
+
+def edab_finish_triton(t, v, x, packed, gates, ca, ca_weight, expand_t, shuffle_src, next_pre, dilation: int,
+                       config=None):
     """The block's output shuffle(expand(PReLU(BN(y + local * CA + atrous * DDA gate))) + x) and, with
     next_pre (3 x C: BN scale, shift, PReLU of the next block), that block's first-conv input; else an
     empty tensor."""
     b, c, h, w = t.shape
     co = x.shape[1]
     _check(t, packed)
+    _check_v(v, t)
     if (tuple(x.shape) != (b, co, h, w) or tuple(gates.shape) != (b, c, h + w) or tuple(ca.shape) != (b, c)
             or tuple(expand_t.shape) != (c, co) or tuple(shuffle_src.shape) != (co,)
             or (next_pre is not None and tuple(next_pre.shape) != (3, co))):
@@ -178,37 +245,53 @@ def edab_finish_triton(t, x, packed, gates, ca, ca_weight, expand_t, shuffle_src
                          f"shuffle {tuple(shuffle_src.shape)}")
     x_next = torch.empty_like(x)
     p_next = torch.empty_like(x) if next_pre is not None else x.new_empty(0)
-    bp, bc = row_segment_blocks(c, ELEMENTS_PER_PROGRAM)
     bo = max(16, triton.next_power_of_2(co))
-    _edab_finish_kernel[(triton.cdiv(w, bp), h, b)](
-        t, x, packed, gates, ca, ca_weight.contiguous(), expand_t.contiguous(), shuffle_src.contiguous(),
-        next_pre.contiguous() if next_pre is not None else packed, x_next,
-        p_next if next_pre is not None else x_next, c, co, h, w, int(dilation),
-        *t.stride(), *x.stride(), *gates.stride(), *x_next.stride(),
-        K_CA=ca_weight.numel(), HAS_NEXT=next_pre is not None, DOT_IEEE=t.dtype == torch.float32,
-        BP=bp, BC=bc, BO=bo, num_warps=4)
+    ca_weight, expand_t, shuffle_src = ca_weight.contiguous(), expand_t.contiguous(), shuffle_src.contiguous()
+    nxt = next_pre.contiguous() if next_pre is not None else packed
+
+    def launch(cfg):
+        bp, bc, even = _blocks(c, cfg)
+        _edab_finish_kernel[(triton.cdiv(w, bp), h, b)](
+            t, v, x, packed, gates, ca, ca_weight, expand_t, shuffle_src, nxt, x_next,
+            p_next if next_pre is not None else x_next, c, co, h, w, int(dilation),
+            *t.stride(), *v.stride(), *x.stride(), *gates.stride(), *x_next.stride(),
+            K_CA=ca_weight.numel(), HAS_NEXT=next_pre is not None, DOT_IEEE=t.dtype == torch.float32,
+            EVEN=even, EVEN_O=is_even(co, bo), BP=bp, BC=bc, BO=bo, num_warps=cfg[1])
+
+    launch(config or _config("edab_finish", t, (co, next_pre is not None), launch))
     return x_next, p_next
 
 
 # Opaque operators for torch.compile and CUDA-graph capture (as dda_gate_triton).
+@torch.library.custom_op("ecmnet::edab_vertical", mutates_args=())
+def edab_vertical_op(t: torch.Tensor, packed: torch.Tensor, dilation: int) -> torch.Tensor:
+    return edab_vertical_triton(t, packed, dilation)
+
+
+@edab_vertical_op.register_fake
+def _(t, packed, dilation):
+    b, c, h, w = t.shape
+    return torch.empty((b, 2 * c, h, w), device=t.device, dtype=t.dtype, memory_format=torch.channels_last)
+
+
 @torch.library.custom_op("ecmnet::edab_pool", mutates_args=())
-def edab_pool_op(t: torch.Tensor, packed: torch.Tensor, dilation: int) -> Tuple[torch.Tensor, torch.Tensor]:
-    return edab_pool_triton(t, packed, dilation)
+def edab_pool_op(v: torch.Tensor, packed: torch.Tensor, dilation: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    return edab_pool_triton(v, packed, dilation)
 
 
 @edab_pool_op.register_fake
-def _(t, packed, dilation):
-    b, c, h, w = t.shape
-    return t.new_empty((b, c, h + w), dtype=torch.float32), t.new_empty((b, c), dtype=torch.float32)
+def _(v, packed, dilation):
+    b, c2, h, w = v.shape
+    return v.new_empty((b, c2 // 2, h + w), dtype=torch.float32), v.new_empty((b, c2 // 2), dtype=torch.float32)
 
 
 @torch.library.custom_op("ecmnet::edab_finish", mutates_args=())
-def edab_finish_op(t: torch.Tensor, x: torch.Tensor, packed: torch.Tensor, gates: torch.Tensor, ca: torch.Tensor,
-                   ca_weight: torch.Tensor, expand_t: torch.Tensor, shuffle_src: torch.Tensor,
+def edab_finish_op(t: torch.Tensor, v: torch.Tensor, x: torch.Tensor, packed: torch.Tensor, gates: torch.Tensor,
+                   ca: torch.Tensor, ca_weight: torch.Tensor, expand_t: torch.Tensor, shuffle_src: torch.Tensor,
                    next_pre: Optional[torch.Tensor], dilation: int) -> Tuple[torch.Tensor, torch.Tensor]:
-    return edab_finish_triton(t, x, packed, gates, ca, ca_weight, expand_t, shuffle_src, next_pre, dilation)
+    return edab_finish_triton(t, v, x, packed, gates, ca, ca_weight, expand_t, shuffle_src, next_pre, dilation)
 
 
 @edab_finish_op.register_fake
-def _(t, x, packed, gates, ca, ca_weight, expand_t, shuffle_src, next_pre, dilation):
+def _(t, v, x, packed, gates, ca, ca_weight, expand_t, shuffle_src, next_pre, dilation):
     return torch.empty_like(x), (torch.empty_like(x) if next_pre is not None else x.new_empty(0))

@@ -72,9 +72,9 @@ def test_packing():
     assert pack_stage(torch.nn.Sequential(torch.nn.Identity())) is None
 
 
-def _run_fused(fused, x, pool, finish):
+def _run_fused(fused, x, vertical, pool, finish):
     with torch.no_grad():
-        return fused.fused_forward(x, pool, finish)
+        return fused.fused_forward(x, vertical, pool, finish)
 
 
 def _cuda_triton():
@@ -86,7 +86,7 @@ def _cuda_triton():
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.float16, 5e-2)])
 @pytest.mark.parametrize("case", CASES + [(128, (1, 2, 4, 8), 128, 256, True)])
 def test_fused_kernels_match_the_stage_on_cuda(case, dtype, tol):
-    from ecmnet_core.edab_fused_triton import edab_finish_op, edab_pool_op
+    from ecmnet_core.edab_fused_triton import edab_finish_op, edab_pool_op, edab_vertical_op
 
     width, dilations, h, w, shifts = case
     stage, fused = fused_stage(width, dilations, shifts)
@@ -99,7 +99,7 @@ def test_fused_kernels_match_the_stage_on_cuda(case, dtype, tol):
         with torch.no_grad():
             ref = reference(x.float())
             dispatched = fused(x)                            # the forward the engine calls
-            got = _run_fused(fused, x, edab_pool_op, edab_finish_op)
+            got = _run_fused(fused, x, edab_vertical_op, edab_pool_op, edab_finish_op)
     finally:
         torch.backends.cudnn.allow_tf32 = tf32
     assert got.dtype == dtype and got.is_contiguous(memory_format=torch.channels_last)
@@ -134,19 +134,23 @@ for width, dilations, h, w, shifts in CASES:
     x = torch.randn(2, width, h, w).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
         ref = stage(x)
-    for rows in (None, 3):      # one row per band, and bands of 3 (a partial last band)
-        pool = lambda t, p, dil: T.edab_pool_triton(t, p, dil, rows_per_band=rows)
-        torch.testing.assert_close(_run_fused(fused, x, pool, T.edab_finish_triton), ref, rtol=1e-4, atol=1e-4)
+    for rows, config in ((None, None), (3, (1024, 4))):   # one row per band, and bands of 3 (a partial last band)
+        vertical = lambda t, p, dil: T.edab_vertical_triton(t, p, dil, config=config)
+        pool = lambda v, p, dil: T.edab_pool_triton(v, p, dil, rows_per_band=rows, config=config)
+        finish = lambda *a: T.edab_finish_triton(*a, config=config)
+        torch.testing.assert_close(_run_fused(fused, x, vertical, pool, finish), ref, rtol=1e-4, atol=1e-4)
 # the registered operators: schema, fake (meta) implementation and real one agree
 _, fused = fused_stage(16, (2, 2), False)
 k0, k1 = fused.kernels
 t = torch.randn(1, 8, 5, 9).contiguous(memory_format=torch.channels_last)     # EDAB(16) works on 8 channels
 x = torch.randn(1, 16, 5, 9).contiguous(memory_format=torch.channels_last)
-torch.library.opcheck(T.edab_pool_op, (t, k0.packed, 2))
-pooled, ca = T.edab_pool_op(t, k0.packed, 2)
+torch.library.opcheck(T.edab_vertical_op, (t, k0.packed, 2))
+v = T.edab_vertical_op(t, k0.packed, 2)
+torch.library.opcheck(T.edab_pool_op, (v, k0.packed, 2))
+pooled, ca = T.edab_pool_op(v, k0.packed, 2)
 for nxt in (k1.pre, None):
-    torch.library.opcheck(T.edab_finish_op, (t, x, k0.packed, pooled, ca, k0.ca_weight, k0.expand_t, k0.shuffle_src,
-                                             nxt, 2), test_utils=("test_schema", "test_faketensor"))
+    torch.library.opcheck(T.edab_finish_op, (t, v, x, k0.packed, pooled, ca, k0.ca_weight, k0.expand_t,
+                                             k0.shuffle_src, nxt, 2), test_utils=("test_schema", "test_faketensor"))
 print("ok")
 """
 

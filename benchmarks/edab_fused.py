@@ -1,0 +1,78 @@
+"""The fused EDAB kernels at ECMNet's shapes: per-shape launch configurations and per-stage time.
+
+    PYTHONPATH=. python benchmarks/edab_fused.py [--size 1024x2048] [--precision fp16]
+
+Builds ECMNet with optimize_for_inference(fused_edab=True) at --size, batch 1, channels_last,
+runs one forward (which times every candidate launch configuration of edab_vertical, edab_pool
+and edab_finish per shape, ecmnet_core/kernel_tuning.py) and prints those timings, then each
+fused stage's whole forward (its cuDNN convs, the three kernels and the DDA kernel per block)
+in a CUDA graph of back-to-back calls, microseconds per call.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.dda_gate import REPEAT, time_graph  # noqa: E402
+from benchmarks.inference import NUM_CLASSES, parse_sizes  # noqa: E402
+from ecmnet_core import kernel_tuning  # noqa: E402
+from ecmnet_core.edab_fused import FusedEDABStage  # noqa: E402
+from ecmnet_core.engine import PRECISIONS  # noqa: E402
+from ecmnet_core.inference_rewrites import optimize_for_inference  # noqa: E402
+from ecmnet_core.model import ECMNet  # noqa: E402
+
+
+def _fmt(v):
+    return f"{v * 1e3:8.1f}" if isinstance(v, float) else f"  failed ({v[:60]})"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", type=lambda s: parse_sizes(s)[0], default=(1024, 2048))
+    ap.add_argument("--precision", default="fp16", choices=sorted(PRECISIONS))
+    ap.add_argument("--iters", type=int, default=50)
+    args = ap.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("error: benchmarks/edab_fused.py needs a CUDA GPU", file=sys.stderr)
+        return 2
+    torch.backends.cudnn.benchmark = True
+    dtype = PRECISIONS[args.precision]
+    h, w = args.size
+    model = optimize_for_inference(ECMNet(num_classes=NUM_CLASSES).eval(), fused_edab=True)
+    model = model.to("cuda", dtype).to(memory_format=torch.channels_last)
+    inputs = {}
+
+    def keep_input(module, a, _out):
+        inputs[module] = a[0]
+
+    stages = [m for m in model.modules() if type(m) is FusedEDABStage]
+    for s in stages:
+        s.register_forward_hook(keep_input)
+    print(f"device: {torch.cuda.get_device_name()} | date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC} | "
+          f"torch {torch.__version__} | {args.precision}, batch 1, channels_last, {h}x{w} input")
+    with torch.inference_mode():
+        model(torch.randn(1, 3, h, w, device="cuda", dtype=dtype).contiguous(memory_format=torch.channels_last))
+        print("launch configurations (elements per program, warps): us per launch, chosen marked *")
+        for key, (best, timings) in kernel_tuning.chosen.items():
+            name, _, shape, extra = key
+            cells = "  ".join(f"{cfg[0]}/{cfg[1]}{'*' if cfg == best else ' '}{_fmt(t)}" for cfg, t in timings.items())
+            print(f"  {name:<13} {str(tuple(shape)):<22} {str(extra):<12} {cells}")
+        print(f"per stage (CUDA graph of {REPEAT} calls), us per call:")
+        total = 0.0
+        for i, s in enumerate(stages):
+            x = inputs[s]
+            t = time_graph(lambda: s(x), args.iters)
+            total += t
+            print(f"  stage {i}: {len(s.stage)} blocks, input {tuple(x.shape)}: {t:8.1f}")
+        print(f"all {len(stages)} fused stages: {total:.1f} us per forward")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
