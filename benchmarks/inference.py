@@ -278,6 +278,8 @@ def main(argv=None):
                     help="also time ECMNet with the engine's channels_last_kernels option (row ECMNet+k)")
     ap.add_argument("--fused-edab", action="store_true",
                     help="also time ECMNet with channels_last_kernels and fused_edab (row ECMNet+kf)")
+    ap.add_argument("--compiled-only", action="store_true",
+                    help="with --compiled: skip the eager/graph table and the eager profile")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
@@ -315,7 +317,7 @@ def main(argv=None):
     results = []
     hdr = (f"{'model':<8} {'ss2d':<10} {'size':>9} {'prec':<4} | {'net p50':>8} {'p99':>7} {'FPS':>7} {'mode':<5} | "
            f"{'e2e p50':>8} {'p99':>7} {'FPS':>7} {'mode':<5}")
-    for size in args.sizes:
+    for size in [] if args.compiled_only else args.sizes:
         for prec in precisions:
             print(hdr)
             rows = []
@@ -370,7 +372,7 @@ def main(argv=None):
     best_backend = min((r for r in results if r["model"] == "ECMNet" and tuple(r["size"]) == largest
                         and r["precision"] == prec), key=lambda r: r["net"]["p50"], default={"backend": backends[0]})
     best_backend = best_backend["backend"]
-    if args.profile:
+    if args.profile and not args.compiled_only:
         print(f"profile: ECMNet[{best_backend}] {largest[0]}x{largest[1]} {prec}, BN folded, eager")
         model = ECMNet(num_classes=NUM_CLASSES, ss2d_backend=best_backend).eval()
         profile(prepare(model, prec, ecmnet=True), largest, prec)

@@ -40,10 +40,11 @@ CHUNK_T = 1
 FWD_CONFIG = dict(BLOCK_D=16, num_warps=1)
 BWD_CONFIG = dict(BLOCK_D=16, num_warps=1)
 # Inference-only forward (_ss2d_fwd_infer_kernel): state tiles N x BLOCK_D, one channel per lane.
-# Off by default (scan_forward(infer_kernel=None) follows INFER_KERNEL) until `benchmarks/ss2d.py
-# --sweep` has timed it against the kernel above on a GPU.
-INFER_KERNEL = False
-INFER_CONFIG = dict(BLOCK_D=32, num_warps=1)
+# scan_forward(infer_kernel=None) follows INFER_KERNEL. `benchmarks/ss2d.py --sweep-inference` on an
+# H100 (2026-11-23, ECMNet's FFM scan at 1024x2048 input): 0.114 ms at BLOCK_D=64 / 2 warps against
+# 0.209 ms for the training forward above (1.83x), max error 2.9e-6 (docs/benchmarks/ss2d.md).
+INFER_KERNEL = True
+INFER_CONFIG = dict(BLOCK_D=64, num_warps=2)
 
 
 @triton.jit

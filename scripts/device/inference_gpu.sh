@@ -9,24 +9,25 @@
 # (e.g. --compile-both-layouts).
 # PROFILE_COMPILED=1: compiled ECMNet only, with a torch.profiler table of the compiled network.
 # INDUCTOR='--inductor k=v ...' with COMPILED=1: only the comparison, with those compiler options.
-# KERNELS=1: the opt-in kernels (issue 7, next step): their GPU tests, benchmarks/channels_last_ops.py, the
-# SS2D inference kernel (benchmarks/ss2d.py --sweep-inference), then
-# the compiled comparison with and without them (rows ECMNet, ECMNet+kf = channels_last kernels + fused
-# EDAB, ECMNet+k = channels_last kernels only; ERFNet in the same run), with a profile of each.
+# KERNELS=1: the opt-in kernels (issue 7): GPU tests of the fused EDAB and SS2D inference kernels,
+# benchmarks/edab_fused.py (launch configurations per shape), the compiled comparison with and
+# without them (rows ECMNet, ECMNet+kf = channels_last kernels + fused EDAB, ECMNet+k = channels_last
+# kernels only; ERFNet in the same run) with a profile of each, benchmarks/channels_last_ops.py, and
+# the remaining GPU tests of the channels_last kernels and rewrites in the time left.
 # COMPILED=1 runs only the compiled comparison (ECMNet vs peers, all with torch.compile) at
 # 1024x2048 fp16 and the node latency with compile:=true, fp16 (carry .whl/ros312).
 . "$(dirname "$0")/session.sh" /tmp/inference_gpu
 
 if [ -n "${KERNELS:-}" ]; then
-  step pytest_kernels 150 python -m pytest -q -p no:cacheprovider test/test_channels_last_ops.py \
-    test/test_edab_fused.py test/test_inference_rewrites.py -k "not interpreter" \
-    test/test_ss2d_backends.py::test_cuda_inference_kernel_matches_sequential
-  step channels_last_ops 90 python benchmarks/channels_last_ops.py
-  step ss2d_inference_kernel 60 python benchmarks/ss2d.py --sweep-inference --sizes 1024x2048 --iters 50 --warmup 5
-  step inference_kernels $(( 585 - SECONDS )) python benchmarks/inference.py --sizes 1024x2048 --precisions fp16 \
-    --backends cuda --peers ERFNet --iters 100 --warmup 10 --compiled --channels-last-kernels --fused-edab \
-    --no-engine --profile \
-    --json "$OUT/inference_kernels.json"
+  step pytest_fused 120 python -m pytest -q -p no:cacheprovider --durations=5 \
+    test/test_ss2d_backends.py::test_cuda_inference_kernel_matches_sequential test/test_edab_fused.py -k "not interpreter"
+  step edab_fused 60 python benchmarks/edab_fused.py
+  step inference_kernels 330 python benchmarks/inference.py --sizes 1024x2048 --precisions fp16 \
+    --backends cuda --peers ERFNet --iters 100 --warmup 10 --compiled --compiled-only --channels-last-kernels \
+    --fused-edab --no-engine --profile --json "$OUT/inference_kernels.json"
+  step channels_last_ops 60 python benchmarks/channels_last_ops.py
+  step pytest_kernels $(( 585 - SECONDS )) python -m pytest -q -p no:cacheprovider --durations=10 \
+    test/test_channels_last_ops.py test/test_inference_rewrites.py -k "not interpreter"
   exit $status
 fi
 if [ -n "${ABLATION:-}${REWRITES:-}" ]; then
