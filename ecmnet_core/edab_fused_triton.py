@@ -36,9 +36,10 @@ import triton.language as tl
 from . import kernel_tuning
 from .row_segments_triton import is_even, row_segment, row_segment_blocks, tile_mask
 
-# (elements per program = BLOCK_P x padded channels, warps): timed per shape on first use
-CANDIDATES = ((1024, 4), (2048, 4), (2048, 8), (4096, 8))
-DEFAULT_CONFIG = (2048, 4)
+# (elements per program = BLOCK_P x padded channels, warps, rows per program; 0: enough programs to
+# fill the GPU): timed per shape on first use
+CANDIDATES = ((1024, 4, 1), (2048, 4, 1), (4096, 8, 1), (1024, 4, 0), (2048, 4, 0), (4096, 8, 0))
+DEFAULT_CONFIG = (2048, 4, 0)     # where nothing is timed (tuning off, graph capture, CPU interpreter)
 
 
 @triton.jit
@@ -122,48 +123,55 @@ def _edab_pool_kernel(V, Pk, POOL, CA, C, H, W, D, RB, inv_w, inv_h, inv_hw,
 
 
 @triton.jit
-def _edab_finish_kernel(T, V, X, Pk, G, CA, CAW, WE, SRC, NPRE, XO, PO, C, CO, H, W, D,
+def _edab_finish_kernel(T, V, X, Pk, G, CA, CAW, WE, SRC, NPRE, XO, PO, C, CO, H, W, D, RB,
                         st_b, st_c, st_h, st_w, sv_b, sv_c, sv_h, sv_w, sx_b, sx_c, sx_h, sx_w,
                         sg_b, sg_c, sg_l, so_b, so_c, so_h, so_w,
                         K_CA: tl.constexpr, HAS_NEXT: tl.constexpr, DOT_IEEE: tl.constexpr,
                         EVEN: tl.constexpr, EVEN_O: tl.constexpr,
                         BP: tl.constexpr, BC: tl.constexpr, BO: tl.constexpr):
-    h, b, p, c, cm = row_segment(C, BP, BC)
+    # a band of RB rows per program: what depends only on the channel or the column (weights, the
+    # channel-attention gate, the column half of the DDA gate) is loaded once per band
+    band, b, p, c, cm = row_segment(C, BP, BC)
     pm = p < W
-    y = _load_y(T, b, h, p, c, cm, H, W, st_b, st_c, st_h, st_w, _row(Pk, 0, C, c, cm), EVEN)
-    local = _horizontal(V, Pk, C, b, h, p, c, cm, H, W, sv_b, sv_c, sv_h, sv_w, 1, 0, 6, EVEN, BP, BC)
-    atrous = _horizontal(V, Pk, C, b, h, p, c, cm, H, W, sv_b, sv_c, sv_h, sv_w, D, C, 16, EVEN, BP, BC)
+    ay = _row(Pk, 0, C, c, cm)
     # channel attention: sigmoid of the 1-D conv (zero padded) across the channel means
     ca = tl.zeros([BC], tl.float32)
     for k in tl.static_range(K_CA):
         cc = c + (k - K_CA // 2)
         ca += tl.load(CA + b * C + cc, mask=(cc >= 0) & (cc < C), other=0.0) * tl.load(CAW + k).to(tl.float32)
-    ca = tl.sigmoid(ca)
-    g_h = tl.load(G + b * sg_b + c * sg_c + h * sg_l, mask=cm, other=0.0).to(tl.float32)
+    ca = tl.sigmoid(ca)[None, :]
     g_w = tl.load(G + b * sg_b + c[None, :] * sg_c + (H + p[:, None]) * sg_l,
                   mask=pm[:, None] & cm[None, :], other=0.0).to(tl.float32)
-    z = y + local * ca[None, :] + atrous * tl.sigmoid(g_h[None, :] + g_w)
-    u = _prelu(z * _row(Pk, 21, C, c, cm) + _row(Pk, 22, C, c, cm), _row(Pk, 23, C, c, cm))   # 0 where c >= C
-    # expand 1x1 conv on the tensor cores; its output channels already in channel-shuffle order
+    post_s, post_b, post_a = _row(Pk, 21, C, c, cm), _row(Pk, 22, C, c, cm), _row(Pk, 23, C, c, cm)
     o = tl.arange(0, BO)
     om = o < CO
     we = tl.load(WE + c[:, None] * CO + o[None, :], mask=cm[:, None] & om[None, :], other=0.0)    # BC x BO
-    if DOT_IEEE:
-        e = tl.dot(u, we.to(tl.float32), input_precision="ieee")
-    else:
-        e = tl.dot(u.to(WE.dtype.element_ty), we)
-    # residual, shuffled the same way: output channel o is input channel SRC[o]
     src = tl.load(SRC + o, mask=om, other=0)
-    mo = tile_mask(pm, om, EVEN_O)
-    xn = e + tl.load(X + b * sx_b + h * sx_h + p[:, None] * sx_w + src[None, :] * sx_c, mask=mo,
-                     other=0.0).to(tl.float32)
-    out = b * so_b + h * so_h + p[:, None] * so_w + o[None, :] * so_c
-    tl.store(XO + out, xn.to(XO.dtype.element_ty), mask=mo)
-    if HAS_NEXT:     # the next block's BN + PReLU, the input of its first convolution
-        s = tl.load(NPRE + o, mask=om, other=0.0).to(tl.float32)[None, :]
-        sh = tl.load(NPRE + CO + o, mask=om, other=0.0).to(tl.float32)[None, :]
-        a = tl.load(NPRE + 2 * CO + o, mask=om, other=0.0).to(tl.float32)[None, :]
-        tl.store(PO + out, _prelu(xn * s + sh, a).to(PO.dtype.element_ty), mask=mo)
+    if HAS_NEXT:
+        n_s = tl.load(NPRE + o, mask=om, other=0.0).to(tl.float32)[None, :]
+        n_b = tl.load(NPRE + CO + o, mask=om, other=0.0).to(tl.float32)[None, :]
+        n_a = tl.load(NPRE + 2 * CO + o, mask=om, other=0.0).to(tl.float32)[None, :]
+    for r in range(RB):
+        h = band * RB + r
+        y = _load_y(T, b, h, p, c, cm, H, W, st_b, st_c, st_h, st_w, ay, EVEN)
+        local = _horizontal(V, Pk, C, b, h, p, c, cm, H, W, sv_b, sv_c, sv_h, sv_w, 1, 0, 6, EVEN, BP, BC)
+        atrous = _horizontal(V, Pk, C, b, h, p, c, cm, H, W, sv_b, sv_c, sv_h, sv_w, D, C, 16, EVEN, BP, BC)
+        g_h = tl.load(G + b * sg_b + c * sg_c + h * sg_l, mask=cm & (c * 0 + h < H), other=0.0).to(tl.float32)
+        z = y + local * ca + atrous * tl.sigmoid(g_h[None, :] + g_w)
+        u = _prelu(z * post_s + post_b, post_a)            # 0 where c >= C
+        # expand 1x1 conv on the tensor cores; its output channels already in channel-shuffle order
+        if DOT_IEEE:
+            e = tl.dot(u, we.to(tl.float32), input_precision="ieee")
+        else:
+            e = tl.dot(u.to(WE.dtype.element_ty), we)
+        # residual, shuffled the same way: output channel o is input channel SRC[o]
+        mo = tile_mask(pm & (p * 0 + h < H), om, EVEN_O)
+        xn = e + tl.load(X + b * sx_b + h * sx_h + p[:, None] * sx_w + src[None, :] * sx_c, mask=mo,
+                         other=0.0).to(tl.float32)
+        out = b * so_b + h * so_h + p[:, None] * so_w + o[None, :] * so_c
+        tl.store(XO + out, xn.to(XO.dtype.element_ty), mask=mo)
+        if HAS_NEXT:     # the next block's BN + PReLU, the input of its first convolution
+            tl.store(PO + out, _prelu(xn * n_s + n_b, n_a).to(PO.dtype.element_ty), mask=mo)
 
 
 def _check(t, packed):
@@ -183,9 +191,14 @@ def _blocks(channels: int, config):
     return bp, bc, is_even(channels, bc)
 
 
-def _config(name: str, t, extra, launch):
+def _rows(cfg, h: int, n_cols: int, b: int) -> int:
+    """Rows per program: the configuration's, or (0) as many as keep >= 1024 programs, at most 16."""
+    return cfg[2] if len(cfg) > 2 and cfg[2] else max(1, min(16, (h * n_cols * b) // 1024))
+
+
+def _config(name: str, t, extra, launch, candidates=CANDIDATES, default=DEFAULT_CONFIG):
     key = (name, t.dtype, tuple(t.shape), extra)
-    return kernel_tuning.pick(key, CANDIDATES, launch, DEFAULT_CONFIG, on_gpu=t.is_cuda)
+    return kernel_tuning.pick(key, candidates, launch, default, on_gpu=t.is_cuda)
 
 
 def edab_vertical_triton(t, packed, dilation: int, config=None):
@@ -200,11 +213,12 @@ def edab_vertical_triton(t, packed, dilation: int, config=None):
             t, packed, v, c, h, w, int(dilation), *t.stride(), *v.stride(), EVEN=even, BP=bp, BC=bc,
             num_warps=cfg[1])
 
-    launch(config or _config("edab_vertical", t, int(dilation), launch))
+    launch(config or _config("edab_vertical", t, int(dilation), launch,
+                             tuple(c for c in CANDIDATES if c[2] == 1), default=(2048, 4, 1)))
     return v
 
 
-def edab_pool_triton(v, packed, dilation: int, rows_per_band=None, config=None):
+def edab_pool_triton(v, packed, dilation: int, config=None):
     """Channel-attention means (B, C) and the dual-direction attention's pooled descriptors
     (B, C, H + W): the atrous branch's mean over W per row, then its mean over H per column."""
     b, c2, h, w = v.shape
@@ -216,8 +230,7 @@ def edab_pool_triton(v, packed, dilation: int, rows_per_band=None, config=None):
     def launch(cfg):
         bp, bc, even = _blocks(c, cfg)
         n_cols = triton.cdiv(w, bp)
-        # enough programs to fill the GPU: bands of rows, fewer rows per band for small maps
-        rows = rows_per_band or max(1, min(16, (h * n_cols * b) // 1024))
+        rows = _rows(cfg, h, n_cols, b)
         pooled = torch.zeros((b, c, h + w), device=v.device, dtype=torch.float32)
         ca = torch.zeros((b, c), device=v.device, dtype=torch.float32)
         _edab_pool_kernel[(n_cols, triton.cdiv(h, rows), b)](
@@ -251,9 +264,11 @@ def edab_finish_triton(t, v, x, packed, gates, ca, ca_weight, expand_t, shuffle_
 
     def launch(cfg):
         bp, bc, even = _blocks(c, cfg)
-        _edab_finish_kernel[(triton.cdiv(w, bp), h, b)](
+        n_cols = triton.cdiv(w, bp)
+        rows = _rows(cfg, h, n_cols, b)
+        _edab_finish_kernel[(n_cols, triton.cdiv(h, rows), b)](
             t, v, x, packed, gates, ca, ca_weight, expand_t, shuffle_src, nxt, x_next,
-            p_next if next_pre is not None else x_next, c, co, h, w, int(dilation),
+            p_next if next_pre is not None else x_next, c, co, h, w, int(dilation), rows,
             *t.stride(), *v.stride(), *x.stride(), *gates.stride(), *x_next.stride(),
             K_CA=ca_weight.numel(), HAS_NEXT=next_pre is not None, DOT_IEEE=t.dtype == torch.float32,
             EVEN=even, EVEN_O=is_even(co, bo), BP=bp, BC=bc, BO=bo, num_warps=cfg[1])

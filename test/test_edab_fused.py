@@ -6,9 +6,11 @@ import importlib
 import pytest
 import torch
 
+from ecmnet_core import kernel_tuning
 from ecmnet_core.edab import EDAB, edab_stage
 from ecmnet_core.edab_fused import PACKED_ROWS, FusedEDABStage, pack_edab, pack_stage
 from ecmnet_core.inference_rewrites import optimize_for_inference
+from ecmnet_core.layers import DualDirectionAttention
 
 # (block width, dilations of the stage's blocks, H, W, shifts): ECMNet's widths and rates (its
 # decoder's 32-wide blocks too), odd sizes smaller than the largest rate's reach
@@ -26,6 +28,22 @@ def _perturb(module, seed):
             m.bias.data.uniform_(-0.3, 0.3)
         elif isinstance(m, torch.nn.PReLU):
             m.weight.data.uniform_(-0.5, 0.5)
+        elif isinstance(m, DualDirectionAttention):
+            # peaked attention, so that the gates differ from row to row and column to column (at the
+            # initial weights they are nearly uniform and a wrong row or column index would pass)
+            m.qk.weight.data.normal_(0.0, 3.0)
+
+
+def stage_input(batch, width, h, w, device="cpu"):
+    """Noise plus patterns along rows and columns that differ per channel: the pooled descriptors,
+    and so the attention gates, then differ from row to row and column to column."""
+    torch.manual_seed(h * w)
+    phase = torch.rand(width, 1, 1, device=device) * 6.3
+    rows = torch.arange(h, device=device).view(1, h, 1)
+    cols = torch.arange(w, device=device).view(1, 1, w)
+    pattern = 2 * torch.sin(0.9 * rows + phase) + 2 * torch.cos(0.7 * cols + 2 * phase)
+    x = torch.randn(batch, width, h, w, device=device) + pattern
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 def fused_stage(width, dilations, shifts, seed=0):
@@ -81,6 +99,28 @@ def _cuda_triton():
     return torch.cuda.is_available() and importlib.util.find_spec("triton") is not None
 
 
+@pytest.fixture(autouse=True)
+def _default_launch_configurations(monkeypatch):
+    """The value tests run the default launch configuration: timing every candidate at every test
+    shape would only make them slow (test_tuned_launch_configurations_give_the_same_values)."""
+    monkeypatch.setattr(kernel_tuning, "ENABLED", False)
+
+
+@pytest.mark.skipif(not _cuda_triton(), reason="needs CUDA and Triton")
+def test_tuned_launch_configurations_give_the_same_values(monkeypatch):
+    monkeypatch.setattr(kernel_tuning, "ENABLED", True)
+    monkeypatch.setattr(kernel_tuning, "chosen", {})
+    _, fused = fused_stage(64, (2, 4), True)
+    fused = fused.cuda().half()
+    x = stage_input(1, 64, 40, 72, "cuda").half()
+    with torch.no_grad():
+        tuned = fused(x)
+        assert {key[0] for key in kernel_tuning.chosen} == {"edab_vertical", "edab_pool", "edab_finish"}
+        monkeypatch.setattr(kernel_tuning, "ENABLED", False)
+        default = fused(x)
+    torch.testing.assert_close(tuned, default, rtol=1e-2, atol=1e-2)     # fp16; atomics' order differs
+
+
 @pytest.mark.skipif(not _cuda_triton(), reason="needs CUDA and Triton")
 # fp16: the convolutions around the fused part run in fp16 too (cuDNN); compared with fp32 modules
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.float16, 5e-2)])
@@ -92,7 +132,7 @@ def test_fused_kernels_match_the_stage_on_cuda(case, dtype, tol):
     stage, fused = fused_stage(width, dilations, shifts)
     reference = copy.deepcopy(stage).cuda()                  # fp32 modules
     fused = fused.cuda().to(dtype)
-    x = torch.randn(2, width, h, w, device="cuda").to(dtype).contiguous(memory_format=torch.channels_last)
+    x = stage_input(2, width, h, w, "cuda").to(dtype)
     tf32 = torch.backends.cudnn.allow_tf32
     torch.backends.cudnn.allow_tf32 = False                  # fp32 convs in fp32 on both sides
     try:
@@ -112,7 +152,7 @@ def test_fused_kernels_match_the_stage_on_cuda(case, dtype, tol):
 def test_fused_stage_compiles_and_replays_in_a_cuda_graph():
     _, fused = fused_stage(64, (2, 4), True)
     fused = fused.cuda().half()
-    x = torch.randn(1, 64, 64, 128, device="cuda").half().contiguous(memory_format=torch.channels_last)
+    x = stage_input(1, 64, 64, 128, "cuda").half()
     with torch.no_grad():
         eager = fused(x)
         compiled = torch.compile(fused, dynamic=False)
@@ -128,17 +168,42 @@ def test_fused_stage_compiles_and_replays_in_a_cuda_graph():
 _INTERPRETER_CHECK = r"""
 import torch
 from ecmnet_core import edab_fused_triton as T
-from test_edab_fused import CASES, fused_stage, _run_fused
+from test_edab_fused import CASES, fused_stage, stage_input, _run_fused
 for width, dilations, h, w, shifts in CASES:
     stage, fused = fused_stage(width, dilations, shifts)
-    x = torch.randn(2, width, h, w).contiguous(memory_format=torch.channels_last)
+    x = stage_input(2, width, h, w)
     with torch.no_grad():
         ref = stage(x)
-    for rows, config in ((None, None), (3, (1024, 4))):   # one row per band, and bands of 3 (a partial last band)
+    for config in (None, (1024, 4, 3)):       # default; bands of 3 rows per program (a partial last band)
         vertical = lambda t, p, dil: T.edab_vertical_triton(t, p, dil, config=config)
-        pool = lambda v, p, dil: T.edab_pool_triton(v, p, dil, rows_per_band=rows, config=config)
+        pool = lambda v, p, dil: T.edab_pool_triton(v, p, dil, config=config)
         finish = lambda *a: T.edab_finish_triton(*a, config=config)
         torch.testing.assert_close(_run_fused(fused, x, vertical, pool, finish), ref, rtol=1e-4, atol=1e-4)
+# each kernel against its formula on the block's modules, with random gates and channel means for
+# edab_finish, so that every row, column and channel index of them matters
+stage, fused = fused_stage(64, (2, 4), False)
+blk, k = stage[0], fused.kernels[0]
+h, w = 7, 11
+x = stage_input(2, 64, h, w)
+with torch.no_grad():
+    t = blk.conv1x3[0](blk.conv3x1(blk.reduce(blk.pre(x))))
+    y = blk.conv1x3[-1](t)                 # BN folded: (conv, Identity, PReLU)
+    lo, at = blk.local[1](blk.local[0](y)), blk.atrous[1](blk.atrous[0](y))
+    gates, ca = torch.randn(2, 32, h + w), torch.randn(2, 32)
+    kc = k.ca_weight.numel()
+    gate_ca = torch.sigmoid(torch.nn.functional.conv1d(ca[:, None], k.ca_weight.view(1, 1, kc), padding=kc // 2))
+    z = y + lo * gate_ca[:, 0, :, None, None] + at * torch.sigmoid(gates[:, :, :h, None] + gates[:, :, None, h:])
+    ref = blk.shuffle(blk.expand(blk.post(z)) + x)
+    for config in (None, (1024, 4, 3)):
+        v = T.edab_vertical_triton(t, k.packed, k.dilation, config=config)
+        torch.testing.assert_close(v, torch.cat([blk.local[0](y), blk.atrous[0](y)], 1), rtol=1e-5, atol=1e-5)
+        pooled, means = T.edab_pool_triton(v, k.packed, k.dilation, config=config)
+        torch.testing.assert_close(pooled, torch.cat([at.mean(3), at.mean(2)], 2), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(means, lo.mean((2, 3)), rtol=1e-5, atol=1e-5)
+        got, got_p = T.edab_finish_triton(t, v, x, k.packed, gates, ca, k.ca_weight, k.expand_t, k.shuffle_src,
+                                          fused.kernels[1].pre, k.dilation, config=config)
+        torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(got_p, stage[1].pre(ref), rtol=1e-4, atol=1e-4)
 # the registered operators: schema, fake (meta) implementation and real one agree
 _, fused = fused_stage(16, (2, 2), False)
 k0, k1 = fused.kernels

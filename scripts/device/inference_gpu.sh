@@ -9,22 +9,24 @@
 # (e.g. --compile-both-layouts).
 # PROFILE_COMPILED=1: compiled ECMNet only, with a torch.profiler table of the compiled network.
 # INDUCTOR='--inductor k=v ...' with COMPILED=1: only the comparison, with those compiler options.
-# KERNELS=1: the opt-in kernels (issue 7): GPU tests of the fused EDAB and SS2D inference kernels,
-# benchmarks/edab_fused.py (launch configurations per shape), the compiled comparison with and
-# without them (rows ECMNet, ECMNet+kf = channels_last kernels + fused EDAB, ECMNet+k = channels_last
-# kernels only; ERFNet in the same run) with a profile of each, benchmarks/channels_last_ops.py, and
-# the remaining GPU tests of the channels_last kernels and rewrites in the time left.
+# KERNELS=1: the opt-in kernels (issue 7): GPU tests of the fused EDAB and SS2D inference kernels and
+# of kernel_tuning, the compiled comparison (rows ECMNet, ERFNet and, with the default
+# KERNEL_ROWS=--fused-edab, ECMNet+kf = channels_last kernels + fused EDAB; add --channels-last-kernels
+# for ECMNet+k) with a profile of each, then benchmarks/edab_fused.py (launch configurations per
+# shape). ALL_TESTS=1 adds benchmarks/channels_last_ops.py and the GPU tests of the channels_last
+# kernels and rewrites in the time left (a second call: together they do not fit in 600 s).
 # COMPILED=1 runs only the compiled comparison (ECMNet vs peers, all with torch.compile) at
 # 1024x2048 fp16 and the node latency with compile:=true, fp16 (carry .whl/ros312).
 . "$(dirname "$0")/session.sh" /tmp/inference_gpu
 
 if [ -n "${KERNELS:-}" ]; then
-  step pytest_fused 120 python -m pytest -q -p no:cacheprovider --durations=5 \
+  step pytest_fused 90 python -m pytest -q -p no:cacheprovider --durations=5 test/test_kernel_tuning.py \
     test/test_ss2d_backends.py::test_cuda_inference_kernel_matches_sequential test/test_edab_fused.py -k "not interpreter"
-  step edab_fused 60 python benchmarks/edab_fused.py
-  step inference_kernels 330 python benchmarks/inference.py --sizes 1024x2048 --precisions fp16 \
-    --backends cuda --peers ERFNet --iters 100 --warmup 10 --compiled --compiled-only --channels-last-kernels \
-    --fused-edab --no-engine --profile --json "$OUT/inference_kernels.json"
+  step inference_kernels 300 python benchmarks/inference.py --sizes 1024x2048 --precisions fp16 \
+    --backends cuda --peers ERFNet --iters 100 --warmup 10 --compiled --compiled-only ${KERNEL_ROWS:---fused-edab} \
+    --no-engine --profile --json "$OUT/inference_kernels.json"
+  step edab_fused $(( 585 - SECONDS )) python benchmarks/edab_fused.py
+  [ -z "${ALL_TESTS:-}" ] && exit $status
   step channels_last_ops 60 python benchmarks/channels_last_ops.py
   step pytest_kernels $(( 585 - SECONDS )) python -m pytest -q -p no:cacheprovider --durations=10 \
     test/test_channels_last_ops.py test/test_inference_rewrites.py -k "not interpreter"
