@@ -136,9 +136,10 @@ class SegmentationEngine:
     channels_last_kernels: run the depthwise convolutions that are not shifts, the final logits
         resize and the stem's 3x3 conv + PReLU as Triton kernels on CUDA (channels_last_ops.py).
     fused_edab: run each EDAB after its 1x3 convolution (attentions, expand, residual, shuffle,
-        next block's BN + PReLU) as two Triton kernels around the DDA kernel on CUDA
+        next block's BN + PReLU) as three Triton kernels around the DDA kernel on CUDA
         (ecmnet_core/edab_fused.py; needs fold_bn).
-        Both off by default: tested for correctness, not yet timed on a GPU.
+        Both off by default: together 2.765 against 2.997 ms compiled at 1024x2048 fp16 on an
+        H100, but not all of their GPU tests have run yet (docs/benchmarks/inference.md).
     """
 
     def __init__(self, weights=None, device: str = "auto", ss2d_backend: str = "auto",

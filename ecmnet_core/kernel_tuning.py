@@ -6,6 +6,12 @@ on maps from 64x128 to 256x512 at 1024x2048 input). This is triton.autotune's id
 differences our kernels need: the timing launches write scratch outputs (the pooling kernel
 accumulates with atomics, so re-running it on the real outputs would corrupt them), and nothing
 is timed while a CUDA graph is being captured (the default configuration is used then).
+
+Timing: the GPU first runs a short spin kernel (torch.cuda._sleep), so that all the timed launches
+are queued before any of them starts and the events measure GPU time. Without it the measurement
+is the Python launch overhead (tens of us per launch, longer than these kernels): the H100 run of
+2026-11-23 14:45 UTC (benchmarks/edab_fused.py) timed 35-340 us per launch for kernels that take
+5-28 us in a profile, so its choices were noise.
 """
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ import torch
 
 ENABLED = True          # False: always the default configuration (reproducible launches)
 REPEATS = 10
+SPIN_CYCLES = 5_000_000   # ~3 ms on an H100: longer than queueing REPEATS launches from Python
 
 # key -> (chosen configuration, {configuration: ms per launch or the reason it could not run})
 chosen: Dict[Hashable, tuple] = {}
@@ -35,6 +42,7 @@ def pick(key: Hashable, candidates: Sequence, launch: Callable, default, on_gpu:
             timings[cfg] = f"{type(exc).__name__}: {exc}"[:200]
             continue
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda._sleep(SPIN_CYCLES)        # the launches below queue up behind it
         start.record()
         for _ in range(REPEATS):
             launch(cfg)

@@ -25,6 +25,7 @@ def fake_gpu(monkeypatch):
             return end.at - self.at
 
     monkeypatch.setattr(torch.cuda, "Event", Event)
+    monkeypatch.setattr(torch.cuda, "_sleep", lambda cycles: clock.__setitem__("now", clock["now"] + 1e3))
     monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: clock["capturing"])
     monkeypatch.setattr(kernel_tuning, "chosen", {})
     monkeypatch.setattr(kernel_tuning, "ENABLED", True)
