@@ -50,19 +50,28 @@ def depthwise_shapes(size, dtype, device="cuda"):
     return seen
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def kernel_bench_args(doc: str, script: str, iters: int, argv=None):
+    """--size, --precision and --iters of a kernel benchmark at ECMNet's shapes (cuDNN autotuning
+    on), or None after saying so where there is no CUDA GPU."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=lambda s: parse_sizes(s)[0], default=(1024, 2048))
     ap.add_argument("--precision", default="fp16", choices=sorted(PRECISIONS))
-    ap.add_argument("--iters", type=int, default=100)
+    ap.add_argument("--iters", type=int, default=iters)
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
-        print("error: benchmarks/channels_last_ops.py needs a CUDA GPU", file=sys.stderr)
+        print(f"error: benchmarks/{script} needs a CUDA GPU", file=sys.stderr)
+        return None
+    torch.backends.cudnn.benchmark = True
+    return args
+
+
+def main(argv=None):
+    args = kernel_bench_args(__doc__, "channels_last_ops.py", 100, argv)
+    if args is None:
         return 2
     from ecmnet_core.channels_last_triton import (conv3x3_prelu_triton, depthwise_conv2d_triton,
                                                   resize_bilinear_triton)
 
-    torch.backends.cudnn.benchmark = True
     dtype = PRECISIONS[args.precision]
     h, w = args.size
     print(f"device: {torch.cuda.get_device_name()} | date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC} | "

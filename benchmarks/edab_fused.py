@@ -10,7 +10,6 @@ in a CUDA graph of back-to-back calls, microseconds per call.
 """
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import sys
 from pathlib import Path
@@ -19,8 +18,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.channels_last_ops import kernel_bench_args  # noqa: E402
 from benchmarks.dda_gate import REPEAT, time_graph  # noqa: E402
-from benchmarks.inference import NUM_CLASSES, parse_sizes  # noqa: E402
+from benchmarks.inference import NUM_CLASSES  # noqa: E402
 from ecmnet_core import kernel_tuning  # noqa: E402
 from ecmnet_core.edab_fused import FusedEDABStage  # noqa: E402
 from ecmnet_core.engine import PRECISIONS  # noqa: E402
@@ -33,15 +33,9 @@ def _fmt(v):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--size", type=lambda s: parse_sizes(s)[0], default=(1024, 2048))
-    ap.add_argument("--precision", default="fp16", choices=sorted(PRECISIONS))
-    ap.add_argument("--iters", type=int, default=50)
-    args = ap.parse_args(argv)
-    if not torch.cuda.is_available():
-        print("error: benchmarks/edab_fused.py needs a CUDA GPU", file=sys.stderr)
+    args = kernel_bench_args(__doc__, "edab_fused.py", 50, argv)
+    if args is None:
         return 2
-    torch.backends.cudnn.benchmark = True
     dtype = PRECISIONS[args.precision]
     h, w = args.size
     model = optimize_for_inference(ECMNet(num_classes=NUM_CLASSES).eval(), fused_edab=True)

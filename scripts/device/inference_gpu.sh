@@ -13,12 +13,19 @@
 # of kernel_tuning, the compiled comparison (rows ECMNet, ERFNet and, with the default
 # KERNEL_ROWS=--fused-edab, ECMNet+kf = channels_last kernels + fused EDAB; add --channels-last-kernels
 # for ECMNet+k) with a profile of each, then benchmarks/edab_fused.py (launch configurations per
-# shape). ALL_TESTS=1 adds benchmarks/channels_last_ops.py and the GPU tests of the channels_last
-# kernels and rewrites in the time left (a second call: together they do not fit in 600 s).
+# shape). KERNEL_TESTS=1 (a call of its own: together they do not fit in 600 s):
+# benchmarks/channels_last_ops.py and every GPU test of the kernels, rewrites and engine.
 # COMPILED=1 runs only the compiled comparison (ECMNet vs peers, all with torch.compile) at
 # 1024x2048 fp16 and the node latency with compile:=true, fp16 (carry .whl/ros312).
 . "$(dirname "$0")/session.sh" /tmp/inference_gpu
 
+if [ -n "${KERNEL_TESTS:-}" ]; then
+  step channels_last_ops 60 python benchmarks/channels_last_ops.py
+  step pytest_kernels $(( 585 - SECONDS )) python -m pytest -q -p no:cacheprovider --durations=15 \
+    test/test_edab_fused.py test/test_channels_last_ops.py test/test_inference_rewrites.py test/test_engine.py \
+    -k "not interpreter"
+  exit $status
+fi
 if [ -n "${KERNELS:-}" ]; then
   step pytest_fused 90 python -m pytest -q -p no:cacheprovider --durations=5 test/test_kernel_tuning.py \
     test/test_ss2d_backends.py::test_cuda_inference_kernel_matches_sequential test/test_edab_fused.py -k "not interpreter"
@@ -26,10 +33,6 @@ if [ -n "${KERNELS:-}" ]; then
     --backends cuda --peers ERFNet --iters 100 --warmup 10 --compiled --compiled-only ${KERNEL_ROWS:---fused-edab} \
     --no-engine --profile --json "$OUT/inference_kernels.json"
   step edab_fused $(( 585 - SECONDS )) python benchmarks/edab_fused.py
-  [ -z "${ALL_TESTS:-}" ] && exit $status
-  step channels_last_ops 60 python benchmarks/channels_last_ops.py
-  step pytest_kernels $(( 585 - SECONDS )) python -m pytest -q -p no:cacheprovider --durations=10 \
-    test/test_channels_last_ops.py test/test_inference_rewrites.py -k "not interpreter"
   exit $status
 fi
 if [ -n "${ABLATION:-}${REWRITES:-}" ]; then
