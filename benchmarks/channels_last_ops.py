@@ -8,8 +8,8 @@ grouped by shape; cuDNN (F.conv2d, cudnn.benchmark on) vs the Triton kernel. The
 column marks the convs that the compiled engine writes as shifted multiply-adds instead
 (<= MAX_SHIFT_TAPS taps), so only the others matter there. Stem: its 3x3 conv + PReLU at
 1/2 resolution (32 channels), cuDNN + PReLU eager, compiled, and the Triton kernel. Resize: the
-final logits resize (19 classes, 1/2 resolution to --size), eager F.interpolate, F.interpolate
-compiled by Inductor, and the Triton kernel. Timing: CUDA graphs of 20 back-to-back calls (as
+final logits resize (19 classes, 1/2 resolution to --size): eager F.interpolate, F.interpolate
+compiled by Inductor, each Triton launch configuration and the one kernel_tuning picks. Timing: CUDA graphs of 20 back-to-back calls (as
 benchmarks/dda_gate.py), microseconds per call; max abs difference from the PyTorch operator.
 """
 from __future__ import annotations
@@ -69,7 +69,8 @@ def main(argv=None):
     args = kernel_bench_args(__doc__, "channels_last_ops.py", 100, argv)
     if args is None:
         return 2
-    from ecmnet_core.channels_last_triton import (conv3x3_prelu_triton, depthwise_conv2d_triton,
+    from ecmnet_core import kernel_tuning
+    from ecmnet_core.channels_last_triton import (RESIZE_CANDIDATES, conv3x3_prelu_triton, depthwise_conv2d_triton,
                                                   resize_bilinear_triton)
 
     dtype = PRECISIONS[args.precision]
@@ -123,11 +124,18 @@ def main(argv=None):
     compiled_fn = torch.compile(lambda t: F.interpolate(t, size=(h, w), mode="bilinear", align_corners=False),
                                 dynamic=False)
     compiled = lambda: compiled_fn(logits)  # noqa: E731
-    tri = lambda: resize_bilinear_triton(logits, (h, w))  # noqa: E731
-    diff = (eager().float() - tri().float()).abs().max().item()
     print(f"logits resize {NUM_CLASSES}x{logits.shape[2]}x{logits.shape[3]} -> {h}x{w}: eager "
-          f"{time_graph(eager, args.iters):.1f} us, Inductor {time_graph(compiled, args.iters):.1f} us, "
-          f"Triton {time_graph(tri, args.iters):.1f} us | max abs diff {diff:.2e}")
+          f"{time_graph(eager, args.iters):.1f} us, Inductor {time_graph(compiled, args.iters):.1f} us")
+    for config in RESIZE_CANDIDATES:
+        tri = lambda: resize_bilinear_triton(logits, (h, w), config)  # noqa: E731
+        diff = (eager().float() - tri().float()).abs().max().item()
+        print(f"  Triton {'/'.join(map(str, config)):<13} {time_graph(tri, args.iters):7.1f} us | max abs diff {diff:.2e}")
+    resize_bilinear_triton(logits, (h, w))                  # what the engine runs: timed once, then kept
+    print("launch configurations kernel_tuning chose (the Triton columns above ran these):")
+    for key, (best, timings) in kernel_tuning.chosen.items():
+        cells = "  ".join(f"{'/'.join(map(str, cfg))}{'*' if cfg == best else ' '}"
+                          f"{t * 1e3:.1f}" if isinstance(t, float) else f"{cfg}: {t[:40]}" for cfg, t in timings.items())
+        print(f"  {key[0]:<17} {str(key[2]):<22} {cells}")
     return 0
 
 

@@ -18,6 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
+from . import kernel_tuning
 from .row_segments_triton import is_even, row_segment, row_segment_blocks, tile_mask
 
 ELEMENTS_PER_PROGRAM = 2048      # BLOCK_P x padded channels; 4 warps
@@ -46,29 +47,52 @@ def _depthwise_kernel(X, Wt, Bias, Y, C, H, W,
 
 
 @triton.jit
+def _source(dst, scale, n_in):
+    """PyTorch's align_corners=False rule, src = max(scale * (dst + 0.5) - 0.5, 0): the two source
+    indices (clamped to the input) and the weight of the second."""
+    src = tl.maximum(scale * (dst + 0.5) - 0.5, 0.0)
+    i0 = tl.minimum(src.to(tl.int32), n_in - 1)
+    return i0, tl.minimum(i0 + 1, n_in - 1), src - i0
+
+
+@triton.jit
+def _interpolate(base, r0, r1, c0, c1, lh, lw, m):
+    """The bilinear value from the taps at base + row offset (r0, r1) + column offset (c0, c1)."""
+    top = (tl.load(base + r0 + c0, mask=m, other=0.0).to(tl.float32) * (1.0 - lw)
+           + tl.load(base + r0 + c1, mask=m, other=0.0).to(tl.float32) * lw)
+    bottom = (tl.load(base + r1 + c0, mask=m, other=0.0).to(tl.float32) * (1.0 - lw)
+              + tl.load(base + r1 + c1, mask=m, other=0.0).to(tl.float32) * lw)
+    return top * (1.0 - lh) + bottom * lh
+
+
+@triton.jit
 def _bilinear_kernel(X, Y, C, H_in, W_in, W_out, scale_h, scale_w,
                      sx_b, sx_c, sx_h, sx_w, sy_b, sy_c, sy_h, sy_w,
                      BP: tl.constexpr, BC: tl.constexpr):
-    # PyTorch's align_corners=False rule: src = max(scale * (dst + 0.5) - 0.5, 0), neighbour clamped
     oh, b, p, c, cm = row_segment(C, BP, BC)
-    src_h = tl.maximum(scale_h * (oh + 0.5) - 0.5, 0.0)
-    h0 = src_h.to(tl.int32)
-    lh = src_h - h0
-    h1 = tl.minimum(h0 + 1, H_in - 1)
-    src_w = tl.maximum(scale_w * (p.to(tl.float32) + 0.5) - 0.5, 0.0)
-    w0 = tl.minimum(src_w.to(tl.int32), W_in - 1)
-    lw = (src_w - w0)[:, None]
-    w1 = tl.minimum(w0 + 1, W_in - 1)
+    h0, h1, lh = _source(oh, scale_h, H_in)
+    w0, w1, lw = _source(p.to(tl.float32), scale_w, W_in)
     m = (p < W_out)[:, None] & cm[None, :]
-    base = X + b * sx_b + c[None, :] * sx_c
-    v00 = tl.load(base + h0 * sx_h + w0[:, None] * sx_w, mask=m, other=0.0).to(tl.float32)
-    v01 = tl.load(base + h0 * sx_h + w1[:, None] * sx_w, mask=m, other=0.0).to(tl.float32)
-    v10 = tl.load(base + h1 * sx_h + w0[:, None] * sx_w, mask=m, other=0.0).to(tl.float32)
-    v11 = tl.load(base + h1 * sx_h + w1[:, None] * sx_w, mask=m, other=0.0).to(tl.float32)
-    top = v00 * (1.0 - lw) + v01 * lw
-    bottom = v10 * (1.0 - lw) + v11 * lw
-    out = top * (1.0 - lh) + bottom * lh
+    out = _interpolate(X + b * sx_b + c[None, :] * sx_c, h0 * sx_h, h1 * sx_h, w0[:, None] * sx_w,
+                       w1[:, None] * sx_w, lh, lw[:, None], m)
     tl.store(Y + b * sy_b + oh * sy_h + p[:, None] * sy_w + c[None, :] * sy_c, out.to(Y.dtype.element_ty), mask=m)
+
+
+@triton.jit
+def _bilinear_flat_kernel(X, Y, H_in, W_in, W_out, N, scale_h, scale_w, sx_b, sx_c, sx_h, sx_w, sy_b, sy_h,
+                          C: tl.constexpr, BLOCK: tl.constexpr):
+    # the same interpolation with the output row as one flat run of W_out * C values (channels_last):
+    # every lane holds a value (no lanes lost to padding C up to a power of two) and the stores are
+    # whole vectors; the four taps are gathers from the L2-resident input
+    e = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    oh = tl.program_id(1)
+    b = tl.program_id(2).to(tl.int64)
+    m = e < N
+    q = e // C
+    h0, h1, lh = _source(oh, scale_h, H_in)
+    w0, w1, lw = _source(q.to(tl.float32), scale_w, W_in)
+    out = _interpolate(X + b * sx_b + (e - q * C) * sx_c, h0 * sx_h, h1 * sx_h, w0 * sx_w, w1 * sx_w, lh, lw, m)
+    tl.store(Y + b * sy_b + oh * sy_h + e, out.to(Y.dtype.element_ty), mask=m)
 
 
 @triton.jit
@@ -101,20 +125,36 @@ def _conv3x3_prelu_kernel(X, Wt, Bias, A, Y, CI, CO, H, W,
              mask=tile_mask(p < W, com, EVEN_O))
 
 
-def depthwise_conv2d_triton(x, weight, bias, dilation):
+# (elements per program, warps) for the depthwise and stem conv kernels, timed per shape on first use
+# (kernel_tuning); the default is what the H100 runs of 2026-11-23 measured (docs/benchmarks/inference.md)
+CONV_CANDIDATES = ((2048, 4), (4096, 4), (4096, 8), (8192, 8))
+CONV_DEFAULT = (ELEMENTS_PER_PROGRAM, 4)
+
+
+def _tuned(name, x, extra, launch, config):
+    return config or kernel_tuning.pick((name, x.dtype, tuple(x.shape), tuple(x.stride()), extra), CONV_CANDIDATES,
+                                        launch, CONV_DEFAULT, on_gpu=x.is_cuda)
+
+
+def depthwise_conv2d_triton(x, weight, bias, dilation, config=None):
     """'same' depthwise convolution, stride 1, odd kernel: F.conv2d(x, weight, bias, 1, pad, dilation, C)."""
     b, c, h, w = x.shape
     kh, kw = weight.shape[-2:]
     out = torch.empty_like(x)
-    bp, bc = row_segment_blocks(c, ELEMENTS_PER_PROGRAM)
-    _depthwise_kernel[(triton.cdiv(w, bp), h, b)](
-        x, weight.contiguous(), bias if bias is not None else weight, out, c, h, w,
-        *x.stride(), *out.stride(), KH=kh, KW=kw, DH=dilation[0], DW=dilation[1],
-        HAS_BIAS=bias is not None, EVEN=is_even(c, bc), BP=bp, BC=bc, num_warps=4)
+    weight = weight.contiguous()
+
+    def launch(cfg):
+        bp, bc = row_segment_blocks(c, cfg[0])
+        _depthwise_kernel[(triton.cdiv(w, bp), h, b)](
+            x, weight, bias if bias is not None else weight, out, c, h, w,
+            *x.stride(), *out.stride(), KH=kh, KW=kw, DH=dilation[0], DW=dilation[1],
+            HAS_BIAS=bias is not None, EVEN=is_even(c, bc), BP=bp, BC=bc, num_warps=cfg[1])
+
+    launch(_tuned("depthwise_conv2d", x, (kh, kw, *dilation, bias is not None), launch, config))
     return out
 
 
-def conv3x3_prelu_triton(x, weight_t, bias, prelu):
+def conv3x3_prelu_triton(x, weight_t, bias, prelu, config=None):
     """PReLU(conv3x3(x) + bias), stride 1, padding 1: weight_t is the conv weight (CO, CI, 3, 3)
     permuted to (3, 3, CI, CO) and flattened to (9 * CI, CO), prelu the per-channel slopes (CO).
     Output in x's memory format."""
@@ -126,24 +166,53 @@ def conv3x3_prelu_triton(x, weight_t, bias, prelu):
     fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
     out = torch.empty((b, co, h, w), device=x.device, dtype=x.dtype, memory_format=fmt)
     bco = max(16, triton.next_power_of_2(co))
-    bp, bci = row_segment_blocks(ci, ELEMENTS_PER_PROGRAM)
-    bp = max(16, min(bp, ELEMENTS_PER_PROGRAM // bco))
-    _conv3x3_prelu_kernel[(triton.cdiv(w, bp), h, b)](
-        x, weight_t.contiguous(), bias, prelu, out, ci, co, h, w, *x.stride(), *out.stride(),
-        DOT_IEEE=x.dtype == torch.float32, EVEN_I=is_even(ci, bci), EVEN_O=is_even(co, bco), BP=bp, BCI=bci,
-        BCO=bco, num_warps=4)
+    weight_t = weight_t.contiguous()
+
+    def launch(cfg):
+        bp, bci = row_segment_blocks(ci, cfg[0])
+        bp = max(16, min(bp, cfg[0] // bco))
+        _conv3x3_prelu_kernel[(triton.cdiv(w, bp), h, b)](
+            x, weight_t, bias, prelu, out, ci, co, h, w, *x.stride(), *out.stride(),
+            DOT_IEEE=x.dtype == torch.float32, EVEN_I=is_even(ci, bci), EVEN_O=is_even(co, bco), BP=bp, BCI=bci,
+            BCO=bco, num_warps=cfg[1])
+
+    launch(_tuned("conv3x3_prelu", x, (co,), launch, config))
     return out
 
 
-def resize_bilinear_triton(x, size):
+# resize launch candidates, timed per shape on first use (kernel_tuning): row segments x padded
+# channels (the 14:21 UTC H100 run: 154 us for ECMNet's logits, Inductor 148 us), or flat output rows
+# in blocks of BLOCK values (not yet timed on a GPU)
+RESIZE_CANDIDATES = (("rows", 2048, 4), ("flat", 1024, 4), ("flat", 2048, 4), ("flat", 4096, 8))
+RESIZE_DEFAULT = ("rows", 2048, 4)
+
+
+def resize_bilinear_triton(x, size, config=None):
     """F.interpolate(x, size, mode='bilinear', align_corners=False); the output keeps x's memory format."""
     b, c, h, w = x.shape
     oh, ow = size
-    fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    channels_last = x.is_contiguous(memory_format=torch.channels_last)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
     out = torch.empty((b, c, oh, ow), device=x.device, dtype=x.dtype, memory_format=fmt)
-    bp, bc = row_segment_blocks(c, ELEMENTS_PER_PROGRAM)
-    _bilinear_kernel[(triton.cdiv(ow, bp), oh, b)](
-        x, out, c, h, w, ow, h / oh, w / ow, *x.stride(), *out.stride(), BP=bp, BC=bc, num_warps=4)
+
+    def launch(cfg):
+        kind, elements, warps = cfg
+        if kind == "flat":
+            _bilinear_flat_kernel[(triton.cdiv(ow * c, elements), oh, b)](
+                x, out, h, w, ow, ow * c, h / oh, w / ow, *x.stride(), out.stride(0), out.stride(2),
+                C=c, BLOCK=elements, num_warps=warps)
+        else:
+            bp, bc = row_segment_blocks(c, elements)
+            _bilinear_kernel[(triton.cdiv(ow, bp), oh, b)](
+                x, out, c, h, w, ow, h / oh, w / ow, *x.stride(), *out.stride(), BP=bp, BC=bc, num_warps=warps)
+
+    if config is None:
+        candidates = RESIZE_CANDIDATES if channels_last else (RESIZE_DEFAULT,)   # flat rows need channels_last
+        config = kernel_tuning.pick(("resize_bilinear", x.dtype, tuple(x.shape), tuple(size), fmt), candidates,
+                                    launch, RESIZE_DEFAULT, on_gpu=x.is_cuda)
+    if config[0] == "flat" and not channels_last:
+        raise ValueError("resize_bilinear: the flat-row kernel writes channels_last outputs only")
+    launch(config)
     return out
 
 

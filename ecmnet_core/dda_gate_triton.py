@@ -6,7 +6,9 @@ the softmax-weighted sum of the pooled inputs (attention is linear in the values
 loop over the axis's keys (BLOCK_K per step, online softmax) is two small matmuls on the
 pooled data. Dot operands are zero-padded to 16 (Triton's minimum); projections and
 accumulation are fp32. The loop's dots: exact fp32 ("ieee") for fp32 inputs, fp16 tensor
-cores for fp16, TF32 for bf16 (bf16's 8-bit mantissa in the scores cost up to 0.07 abs).
+cores for fp16, TF32 for bf16 (bf16's 8-bit mantissa in the scores cost up to 0.07 abs). fp32
+pooled inputs with fp16 weights (the fused EDAB path, whose means are fp32 sums) take the fp16
+path, converted in registers, and give fp32 gates: no separate cast kernel.
 """
 from __future__ import annotations
 
@@ -43,7 +45,7 @@ def _dda_gate_kernel(P, WQK, WV, G, C, INNER, SPLIT, L, n_h_blocks, scale,
     # scores q.k = q.(Wk p) = (Wk^T q).p: fold the key projection into the query once
     qk = tl.trans(tl.dot(tl.trans(wk), q, input_precision="ieee")) * scale   # BQ x BC
     if DOT16:
-        qk = qk.to(P.dtype.element_ty)
+        qk = qk.to(tl.float16)
     m_i = tl.full([BQ], float("-inf"), tl.float32)
     l_i = tl.zeros([BQ], tl.float32)
     acc = tl.zeros([BQ, BC], tl.float32)       # attention-weighted pooled inputs (values projected last)
@@ -52,6 +54,7 @@ def _dda_gate_kernel(P, WQK, WV, G, C, INNER, SPLIT, L, n_h_blocks, scale,
         km = lk < seg_len
         pk = tl.load(base + (seg0 + lk)[None, :] * sp_l, mask=cm[:, None] & km[None, :], other=0.0)  # BC x BK
         if DOT16:
+            pk = pk.to(tl.float16)
             s = tl.dot(qk, pk)                                                  # BQ x BK, fp32 accumulate
         else:
             pk = pk.to(tl.float32)
@@ -87,7 +90,7 @@ def dda_gates_triton(pooled, w_qk, w_v, inner: int, split: int, scale: float, bl
     _dda_gate_kernel[grid](pooled, w_qk.contiguous(), w_v.contiguous(), out,
                            c, inner, split, length, n_h, float(scale), *pooled.stride(), *out.stride(),
                            BC=_pow2(c), BI=_pow2(inner), BQ=bq, BK=bk,
-                           DOT16=pooled.dtype == torch.float16,
+                           DOT16=torch.float16 in (pooled.dtype, w_qk.dtype),
                            PRECISION="ieee" if pooled.dtype == torch.float32 else "tf32", num_warps=4)
     return out
 

@@ -85,6 +85,15 @@ def pack_edab(block) -> Optional[dict]:
     return dict(packed=packed, ca_weight=ca_weight.float(), dilation=int(d))
 
 
+def is_pairs(shuffle_src: torch.Tensor) -> bool:
+    """Whether the shuffle sends input channels 0, 2, 4, ... to the first half of the outputs and
+    1, 3, 5, ... to the second (EDAB's: groups of half the channels), which edab_finish reads with
+    one contiguous load."""
+    n = shuffle_src.numel()
+    half = torch.arange(n // 2)
+    return n % 2 == 0 and bool((shuffle_src.cpu().long() == torch.cat([2 * half, 2 * half + 1])).all())
+
+
 def _shuffle_source(shuffle, channels: int) -> Optional[torch.Tensor]:
     """src with shuffle(v)[:, o] == v[:, src[o]] for EDAB's channel shuffle (view / transpose / reshape)."""
     groups = getattr(shuffle, "groups", None)
@@ -103,6 +112,7 @@ class _BlockKernelParams(nn.Module):
         for name in ("packed", "ca_weight", "expand_t", "shuffle_src", "pre"):
             self.register_buffer(name, packed[name].to(device))
         self.dilation = packed["dilation"]
+        self.pairs = is_pairs(packed["shuffle_src"])
 
 
 def pack_stage(stage) -> Optional[list]:
@@ -139,9 +149,11 @@ def edab_pool(v, packed, dilation: int):
     return _ops.edab_pool_op(v, packed, dilation)
 
 
-def edab_finish(t, v, x, packed, gates, ca, ca_weight, expand_t, shuffle_src, next_pre, dilation: int):
+def edab_finish(t, v, x, packed, gates, ca, ca_weight, expand_t, shuffle_src, next_pre, dilation: int,
+                pairs: bool = False):
     """(block output, next block's first-conv input or an empty tensor) (Triton, CUDA)."""
-    return _ops.edab_finish_op(t, v, x, packed, gates, ca, ca_weight, expand_t, shuffle_src, next_pre, dilation)
+    return _ops.edab_finish_op(t, v, x, packed, gates, ca, ca_weight, expand_t, shuffle_src, next_pre, dilation,
+                               pairs)
 
 
 class FusedEDABStage(nn.Module):
@@ -168,8 +180,8 @@ class FusedEDABStage(nn.Module):
             v = vertical(t, k.packed, k.dilation)
             pooled, ca = pool(v, k.packed, k.dilation)
             dda = blk.atrous[2]
-            gates = dda_gates(pooled.to(t.dtype), dda.qk.weight.flatten(1), dda.v.weight.flatten(1), dda.inner,
+            gates = dda_gates(pooled, dda.qk.weight.flatten(1), dda.v.weight.flatten(1), dda.inner,
                               t.shape[2], dda.scale)
             x, p = finish(t, v, x, k.packed, gates, ca, k.ca_weight, k.expand_t, k.shuffle_src,
-                          self.kernels[i + 1].pre if i < last else None, k.dilation)
+                          self.kernels[i + 1].pre if i < last else None, k.dilation, k.pairs)
         return x

@@ -105,7 +105,7 @@ def _edab_pool_kernel(V, Pk, POOL, CA, C, H, W, D, RB, inv_w, inv_h, inv_hw,
     band, b, p, c, cm = row_segment(C, BP, BC)
     pm = p < W
     colsum = tl.zeros([BP, BC], tl.float32)
-    casum = tl.zeros([BC], tl.float32)
+    locsum = tl.zeros([BP, BC], tl.float32)
     for r in range(RB):
         h = band * RB + r
         ok = (pm & (p * 0 + h < H))[:, None] & cm[None, :]
@@ -113,13 +113,13 @@ def _edab_pool_kernel(V, Pk, POOL, CA, C, H, W, D, RB, inv_w, inv_h, inv_hw,
         atrous = _horizontal(V, Pk, C, b, h, p, c, cm, H, W, sv_b, sv_c, sv_h, sv_w, D, C, 16, EVEN, BP, BC)
         local = tl.where(ok, local, 0.0)
         atrous = tl.where(ok, atrous, 0.0)
-        casum += tl.sum(local, 0)
+        locsum += local
         colsum += atrous
         tl.atomic_add(POOL + b * sp_b + c * sp_c + h * sp_l, tl.sum(atrous, 0) * inv_w,
                       mask=cm & (c * 0 + h < H), sem="relaxed")
     tl.atomic_add(POOL + b * sp_b + c[None, :] * sp_c + (H + p[:, None]) * sp_l, colsum * inv_h,
                   mask=pm[:, None] & cm[None, :], sem="relaxed")
-    tl.atomic_add(CA + b * C + c, casum * inv_hw, mask=cm, sem="relaxed")
+    tl.atomic_add(CA + b * C + c, tl.sum(locsum, 0) * inv_hw, mask=cm, sem="relaxed")
 
 
 @triton.jit
@@ -127,10 +127,13 @@ def _edab_finish_kernel(T, V, X, Pk, G, CA, CAW, WE, SRC, NPRE, XO, PO, C, CO, H
                         st_b, st_c, st_h, st_w, sv_b, sv_c, sv_h, sv_w, sx_b, sx_c, sx_h, sx_w,
                         sg_b, sg_c, sg_l, so_b, so_c, so_h, so_w,
                         K_CA: tl.constexpr, HAS_NEXT: tl.constexpr, DOT_IEEE: tl.constexpr,
-                        EVEN: tl.constexpr, EVEN_O: tl.constexpr,
+                        EVEN: tl.constexpr, EVEN_O: tl.constexpr, PAIRS: tl.constexpr,
                         BP: tl.constexpr, BC: tl.constexpr, BO: tl.constexpr):
     # a band of RB rows per program: what depends only on the channel or the column (weights, the
-    # channel-attention gate, the column half of the DDA gate) is loaded once per band
+    # channel-attention gate, the column half of the DDA gate) is loaded once per band.
+    # PAIRS: EDAB's shuffle of 2C channels in groups of C, i.e. output channel o < C is input channel
+    # 2o and C + o is 2o + 1; the residual then comes from one contiguous load of x split into even and
+    # odd channels, and the expand conv runs as two C-wide halves (else: SRC gathers, one dot).
     band, b, p, c, cm = row_segment(C, BP, BC)
     pm = p < W
     ay = _row(Pk, 0, C, c, cm)
@@ -145,12 +148,20 @@ def _edab_finish_kernel(T, V, X, Pk, G, CA, CAW, WE, SRC, NPRE, XO, PO, C, CO, H
     post_s, post_b, post_a = _row(Pk, 21, C, c, cm), _row(Pk, 22, C, c, cm), _row(Pk, 23, C, c, cm)
     o = tl.arange(0, BO)
     om = o < CO
-    we = tl.load(WE + c[:, None] * CO + o[None, :], mask=cm[:, None] & om[None, :], other=0.0)    # BC x BO
-    src = tl.load(SRC + o, mask=om, other=0)
+    if PAIRS:
+        we_lo = tl.load(WE + c[:, None] * CO + c[None, :])                  # BC x BC: outputs 0..C-1
+        we_hi = tl.load(WE + c[:, None] * CO + C + c[None, :])              # outputs C..2C-1
+    else:
+        we = tl.load(WE + c[:, None] * CO + o[None, :], mask=cm[:, None] & om[None, :], other=0.0)    # BC x BO
+        src = tl.load(SRC + o, mask=om, other=0)
     if HAS_NEXT:
         n_s = tl.load(NPRE + o, mask=om, other=0.0).to(tl.float32)[None, :]
         n_b = tl.load(NPRE + CO + o, mask=om, other=0.0).to(tl.float32)[None, :]
         n_a = tl.load(NPRE + 2 * CO + o, mask=om, other=0.0).to(tl.float32)[None, :]
+        if PAIRS:
+            n_s_lo, n_s_hi = _halves(n_s, BC)
+            n_b_lo, n_b_hi = _halves(n_b, BC)
+            n_a_lo, n_a_hi = _halves(n_a, BC)
     for r in range(RB):
         h = band * RB + r
         y = _load_y(T, b, h, p, c, cm, H, W, st_b, st_c, st_h, st_w, ay, EVEN)
@@ -159,19 +170,45 @@ def _edab_finish_kernel(T, V, X, Pk, G, CA, CAW, WE, SRC, NPRE, XO, PO, C, CO, H
         g_h = tl.load(G + b * sg_b + c * sg_c + h * sg_l, mask=cm & (c * 0 + h < H), other=0.0).to(tl.float32)
         z = y + local * ca + atrous * tl.sigmoid(g_h[None, :] + g_w)
         u = _prelu(z * post_s + post_b, post_a)            # 0 where c >= C
-        # expand 1x1 conv on the tensor cores; its output channels already in channel-shuffle order
-        if DOT_IEEE:
-            e = tl.dot(u, we.to(tl.float32), input_precision="ieee")
-        else:
-            e = tl.dot(u.to(WE.dtype.element_ty), we)
-        # residual, shuffled the same way: output channel o is input channel SRC[o]
         mo = tile_mask(pm & (p * 0 + h < H), om, EVEN_O)
-        xn = e + tl.load(X + b * sx_b + h * sx_h + p[:, None] * sx_w + src[None, :] * sx_c, mask=mo,
-                         other=0.0).to(tl.float32)
-        out = b * so_b + h * so_h + p[:, None] * so_w + o[None, :] * so_c
-        tl.store(XO + out, xn.to(XO.dtype.element_ty), mask=mo)
-        if HAS_NEXT:     # the next block's BN + PReLU, the input of its first convolution
-            tl.store(PO + out, _prelu(xn * n_s + n_b, n_a).to(PO.dtype.element_ty), mask=mo)
+        row = b * sx_b + h * sx_h + p[:, None] * sx_w
+        out = b * so_b + h * so_h + p[:, None] * so_w
+        if PAIRS:
+            xt = tl.load(X + row + o[None, :] * sx_c, mask=mo, other=0.0).to(tl.float32)
+            x_even, x_odd = tl.split(tl.reshape(xt, (BP, BC, 2)))
+            lo = _dot(u, we_lo, DOT_IEEE) + x_even
+            hi = _dot(u, we_hi, DOT_IEEE) + x_odd
+            m_half = tile_mask(pm & (p * 0 + h < H), cm, EVEN)
+            out_lo = out + c[None, :] * so_c
+            tl.store(XO + out_lo, lo.to(XO.dtype.element_ty), mask=m_half)
+            tl.store(XO + out_lo + C * so_c, hi.to(XO.dtype.element_ty), mask=m_half)
+            if HAS_NEXT:     # the next block's BN + PReLU, the input of its first convolution
+                tl.store(PO + out_lo, _prelu(lo * n_s_lo + n_b_lo, n_a_lo).to(PO.dtype.element_ty), mask=m_half)
+                tl.store(PO + out_lo + C * so_c, _prelu(hi * n_s_hi + n_b_hi, n_a_hi).to(PO.dtype.element_ty),
+                         mask=m_half)
+        else:
+            # expand 1x1 conv on the tensor cores, its output channels already in channel-shuffle order,
+            # and the residual shuffled the same way: output channel o is input channel SRC[o]
+            xn = _dot(u, we, DOT_IEEE) + tl.load(X + row + src[None, :] * sx_c, mask=mo, other=0.0).to(tl.float32)
+            tl.store(XO + out + o[None, :] * so_c, xn.to(XO.dtype.element_ty), mask=mo)
+            if HAS_NEXT:
+                tl.store(PO + out + o[None, :] * so_c, _prelu(xn * n_s + n_b, n_a).to(PO.dtype.element_ty), mask=mo)
+
+
+@triton.jit
+def _dot(u, w, IEEE: tl.constexpr):
+    """u (fp32) @ w on the tensor cores: fp32 inputs exactly (IEEE), else in w's dtype, fp32 sums."""
+    if IEEE:
+        return tl.dot(u, w.to(tl.float32), input_precision="ieee")
+    else:
+        return tl.dot(u.to(w.dtype), w)
+
+
+@triton.jit
+def _halves(v, BC: tl.constexpr):
+    """A (1, 2 BC) row as its (1, BC) halves."""
+    a, b = tl.split(tl.permute(tl.reshape(v, (1, 2, BC)), (0, 2, 1)))
+    return a, b
 
 
 def _check(t, packed):
@@ -242,10 +279,10 @@ def edab_pool_triton(v, packed, dilation: int, config=None):
 
 
 def edab_finish_triton(t, v, x, packed, gates, ca, ca_weight, expand_t, shuffle_src, next_pre, dilation: int,
-                       config=None):
+                       pairs: bool = False, config=None):
     """The block's output shuffle(expand(PReLU(BN(y + local * CA + atrous * DDA gate))) + x) and, with
     next_pre (3 x C: BN scale, shift, PReLU of the next block), that block's first-conv input; else an
-    empty tensor."""
+    empty tensor. pairs: shuffle_src is EDAB's (even input channels, then odd ones; edab_fused.is_pairs)."""
     b, c, h, w = t.shape
     co = x.shape[1]
     _check(t, packed)
@@ -271,9 +308,10 @@ def edab_finish_triton(t, v, x, packed, gates, ca, ca_weight, expand_t, shuffle_
             p_next if next_pre is not None else x_next, c, co, h, w, int(dilation), rows,
             *t.stride(), *v.stride(), *x.stride(), *gates.stride(), *x_next.stride(),
             K_CA=ca_weight.numel(), HAS_NEXT=next_pre is not None, DOT_IEEE=t.dtype == torch.float32,
-            EVEN=even, EVEN_O=is_even(co, bo), BP=bp, BC=bc, BO=bo, num_warps=cfg[1])
+            EVEN=even, EVEN_O=is_even(co, bo), PAIRS=pairs and even and co == 2 * c, BP=bp, BC=bc, BO=bo,
+            num_warps=cfg[1])
 
-    launch(config or _config("edab_finish", t, (co, next_pre is not None), launch))
+    launch(config or _config("edab_finish", t, (co, next_pre is not None, pairs), launch))
     return x_next, p_next
 
 
@@ -303,10 +341,10 @@ def _(v, packed, dilation):
 @torch.library.custom_op("ecmnet::edab_finish", mutates_args=())
 def edab_finish_op(t: torch.Tensor, v: torch.Tensor, x: torch.Tensor, packed: torch.Tensor, gates: torch.Tensor,
                    ca: torch.Tensor, ca_weight: torch.Tensor, expand_t: torch.Tensor, shuffle_src: torch.Tensor,
-                   next_pre: Optional[torch.Tensor], dilation: int) -> Tuple[torch.Tensor, torch.Tensor]:
-    return edab_finish_triton(t, v, x, packed, gates, ca, ca_weight, expand_t, shuffle_src, next_pre, dilation)
+                   next_pre: Optional[torch.Tensor], dilation: int, pairs: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+    return edab_finish_triton(t, v, x, packed, gates, ca, ca_weight, expand_t, shuffle_src, next_pre, dilation, pairs)
 
 
 @edab_finish_op.register_fake
-def _(t, v, x, packed, gates, ca, ca_weight, expand_t, shuffle_src, next_pre, dilation):
+def _(t, v, x, packed, gates, ca, ca_weight, expand_t, shuffle_src, next_pre, dilation, pairs):
     return torch.empty_like(x), (torch.empty_like(x) if next_pre is not None else x.new_empty(0))

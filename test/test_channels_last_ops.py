@@ -85,16 +85,17 @@ def test_triton_depthwise_matches_conv2d(dtype, tol, case):
 @pytest.mark.parametrize("case", RESIZE_CASES)
 @pytest.mark.parametrize("channels_last", [True, False])
 def test_triton_resize_matches_interpolate(dtype, tol, case, channels_last):
-    from ecmnet_core.channels_last_triton import resize_bilinear_triton
+    from ecmnet_core.channels_last_triton import RESIZE_CANDIDATES, RESIZE_DEFAULT, resize_bilinear_triton
 
     c, h, w, oh, ow = case
     x = torch.randn(1, c, h, w, device="cuda", dtype=dtype)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    got = resize_bilinear_triton(x, (oh, ow))
-    assert got.shape == (1, c, oh, ow) and got.is_contiguous(
-        memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-    torch.testing.assert_close(got.double(), _resize_reference(x, (oh, ow)), rtol=tol, atol=tol)
+    for config in (None,) + (RESIZE_CANDIDATES if channels_last else (RESIZE_DEFAULT,)):   # None: tuned
+        got = resize_bilinear_triton(x, (oh, ow), config)
+        assert got.shape == (1, c, oh, ow) and got.is_contiguous(
+            memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        torch.testing.assert_close(got.double(), _resize_reference(x, (oh, ow)), rtol=tol, atol=tol)
 
 
 @pytest.mark.skipif(not _has_cuda_triton(), reason="needs CUDA and Triton")
@@ -138,16 +139,19 @@ from test_channels_last_ops import (CONV_CASES, DEPTHWISE_CASES, RESIZE_CASES, _
                                     _conv_reference, _depthwise_inputs, _resize_reference)
 for case in DEPTHWISE_CASES[:3] + DEPTHWISE_CASES[4:]:
     x, w, b, d = _depthwise_inputs(*case, torch.float32, "cpu")
-    torch.testing.assert_close(T.depthwise_conv2d_triton(x, w, b, d).double(), _conv_reference(x, w, b, d),
-                               rtol=1e-4, atol=1e-4)
+    for config in (None, T.CONV_CANDIDATES[-1]):        # the default; the largest programs
+        torch.testing.assert_close(T.depthwise_conv2d_triton(x, w, b, d, config).double(),
+                                   _conv_reference(x, w, b, d), rtol=1e-4, atol=1e-4)
 for c, h, w, oh, ow in RESIZE_CASES:
-    x = torch.randn(1, c, h, w).contiguous(memory_format=torch.channels_last)
-    torch.testing.assert_close(T.resize_bilinear_triton(x, (oh, ow)).double(), _resize_reference(x, (oh, ow)),
-                               rtol=1e-5, atol=1e-5)
+    x = torch.randn(2, c, h, w).contiguous(memory_format=torch.channels_last)
+    for config in T.RESIZE_CANDIDATES[:2] + (("flat", 64, 4),):    # row segments; flat rows, several blocks per row
+        torch.testing.assert_close(T.resize_bilinear_triton(x, (oh, ow), config).double(),
+                                   _resize_reference(x, (oh, ow)), rtol=1e-5, atol=1e-5)
 for ci, co, h, w in CONV_CASES:
     x, weight, weight_t, bias, prelu = _conv_inputs(ci, co, h, w, torch.float32, "cpu")
-    torch.testing.assert_close(T.conv3x3_prelu_triton(x, weight_t, bias, prelu).double(),
-                               _conv_prelu_reference(x, weight, bias, prelu), rtol=1e-4, atol=1e-4)
+    for config in (None, T.CONV_CANDIDATES[-1]):
+        torch.testing.assert_close(T.conv3x3_prelu_triton(x, weight_t, bias, prelu, config).double(),
+                                   _conv_prelu_reference(x, weight, bias, prelu), rtol=1e-4, atol=1e-4)
 torch.library.opcheck(T.conv3x3_prelu_op, (x, weight_t, bias, prelu))
 # the registered operators: schema, fake (meta) implementation and real one agree (shapes, strides)
 x, w, b, d = _depthwise_inputs(32, 9, 20, (7, 7), 1, torch.float32, "cpu")

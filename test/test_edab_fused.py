@@ -8,7 +8,7 @@ import torch
 
 from ecmnet_core import kernel_tuning
 from ecmnet_core.edab import EDAB, edab_stage
-from ecmnet_core.edab_fused import PACKED_ROWS, FusedEDABStage, pack_edab, pack_stage
+from ecmnet_core.edab_fused import PACKED_ROWS, FusedEDABStage, is_pairs, pack_edab, pack_stage
 from ecmnet_core.inference_rewrites import optimize_for_inference
 from ecmnet_core.layers import DualDirectionAttention
 
@@ -86,6 +86,7 @@ def test_packing():
     v = torch.randn(2, 16, 3, 5)
     torch.testing.assert_close(block.shuffle(v), v[:, params.shuffle_src.long()])
     torch.testing.assert_close(params.expand_t.t(), block.expand.weight[params.shuffle_src.long(), :, 0, 0])
+    assert params.pairs and is_pairs(torch.tensor([0, 2, 1, 3])) and not is_pairs(params.shuffle_src.flip(0))
     assert pack_edab(EDAB(16, 2).eval()) is None          # BN not folded, DDA not rewritten: modules stay
     assert pack_stage(torch.nn.Sequential(torch.nn.Identity())) is None
 
@@ -200,10 +201,12 @@ with torch.no_grad():
         pooled, means = T.edab_pool_triton(v, k.packed, k.dilation, config=config)
         torch.testing.assert_close(pooled, torch.cat([at.mean(3), at.mean(2)], 2), rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(means, lo.mean((2, 3)), rtol=1e-5, atol=1e-5)
-        got, got_p = T.edab_finish_triton(t, v, x, k.packed, gates, ca, k.ca_weight, k.expand_t, k.shuffle_src,
-                                          fused.kernels[1].pre, k.dilation, config=config)
-        torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
-        torch.testing.assert_close(got_p, stage[1].pre(ref), rtol=1e-4, atol=1e-4)
+        assert k.pairs                      # EDAB's shuffle: the contiguous residual load, and the gathers
+        for pairs in (True, False):
+            got, got_p = T.edab_finish_triton(t, v, x, k.packed, gates, ca, k.ca_weight, k.expand_t,
+                                              k.shuffle_src, fused.kernels[1].pre, k.dilation, pairs, config=config)
+            torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
+            torch.testing.assert_close(got_p, stage[1].pre(ref), rtol=1e-4, atol=1e-4)
 # the registered operators: schema, fake (meta) implementation and real one agree
 _, fused = fused_stage(16, (2, 2), False)
 k0, k1 = fused.kernels
@@ -215,7 +218,8 @@ torch.library.opcheck(T.edab_pool_op, (v, k0.packed, 2))
 pooled, ca = T.edab_pool_op(v, k0.packed, 2)
 for nxt in (k1.pre, None):
     torch.library.opcheck(T.edab_finish_op, (t, v, x, k0.packed, pooled, ca, k0.ca_weight, k0.expand_t,
-                                             k0.shuffle_src, nxt, 2), test_utils=("test_schema", "test_faketensor"))
+                                             k0.shuffle_src, nxt, 2, k0.pairs),
+                          test_utils=("test_schema", "test_faketensor"))
 print("ok")
 """
 

@@ -27,7 +27,7 @@ if [ -n "${KERNEL_TESTS:-}" ]; then
   exit $status
 fi
 if [ -n "${KERNELS:-}" ]; then
-  step pytest_fused 90 python -m pytest -q -p no:cacheprovider --durations=5 test/test_kernel_tuning.py \
+  step pytest_fused 150 python -m pytest -q -p no:cacheprovider --durations=5 test/test_kernel_tuning.py \
     test/test_ss2d_backends.py::test_cuda_inference_kernel_matches_sequential test/test_edab_fused.py -k "not interpreter"
   step inference_kernels 300 python benchmarks/inference.py --sizes 1024x2048 --precisions fp16 \
     --backends cuda --peers ERFNet --iters 100 --warmup 10 --compiled --compiled-only ${KERNEL_ROWS:---fused-edab} \
