@@ -230,12 +230,12 @@ def _blocks(channels: int, config):
 
 def _rows(cfg, h: int, n_cols: int, b: int) -> int:
     """Rows per program: the configuration's, or (0) as many as keep >= 1024 programs, at most 16."""
-    return cfg[2] if len(cfg) > 2 and cfg[2] else max(1, min(16, (h * n_cols * b) // 1024))
+    return cfg[2] or max(1, min(16, (h * n_cols * b) // 1024))
 
 
-def _config(name: str, t, extra, launch, candidates=CANDIDATES, default=DEFAULT_CONFIG):
+def _config(name: str, t, extra, launch, candidates=CANDIDATES):
     key = (name, t.dtype, tuple(t.shape), extra)
-    return kernel_tuning.pick(key, candidates, launch, default, on_gpu=t.is_cuda)
+    return kernel_tuning.pick(key, candidates, launch, DEFAULT_CONFIG, on_gpu=t.is_cuda)
 
 
 def edab_vertical_triton(t, packed, dilation: int, config=None):
@@ -250,8 +250,8 @@ def edab_vertical_triton(t, packed, dilation: int, config=None):
             t, packed, v, c, h, w, int(dilation), *t.stride(), *v.stride(), EVEN=even, BP=bp, BC=bc,
             num_warps=cfg[1])
 
-    launch(config or _config("edab_vertical", t, int(dilation), launch,
-                             tuple(c for c in CANDIDATES if c[2] == 1), default=(2048, 4, 1)))
+    # one row per program (its rows entry is not used): the candidates that differ only in rows are one
+    launch(config or _config("edab_vertical", t, int(dilation), launch, tuple(c for c in CANDIDATES if c[2] == 1)))
     return v
 
 
