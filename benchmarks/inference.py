@@ -34,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.peers import ENet, ERFNet  # noqa: E402
 from ecmnet_core.checkpoint import make_metadata  # noqa: E402
-from ecmnet_core.engine import PRECISIONS, SegmentationEngine, optimize_for_inference  # noqa: E402
+from ecmnet_core.engine import (PRECISIONS, SegmentationEngine, default_kernel_options,  # noqa: E402
+                                optimize_for_inference)
 from ecmnet_core.model import ECMNet, count_parameters  # noqa: E402
 from ecmnet_core.ss2d import available_backends  # noqa: E402
 
@@ -62,9 +63,11 @@ def fold_peer(model):
         return model
 
 
-# ECMNet rows with the engine's opt-in kernel options: row name -> (command-line flag, engine options)
-VARIANTS = {"ECMNet+k": ("channels_last_kernels", dict(channels_last_kernels=True)),
-            "ECMNet+kf": ("fused_edab", dict(channels_last_kernels=True, fused_edab=True))}
+# ECMNet rows with the engine's kernel options set: row name -> (command-line flag, engine options).
+# Row ECMNet has the engine's defaults (engine.default_kernel_options): the kernels on when compiled.
+VARIANTS = {"ECMNet+k": ("channels_last_kernels", dict(channels_last_kernels=True, fused_edab=False)),
+            "ECMNet+kf": ("fused_edab", dict(channels_last_kernels=True, fused_edab=True)),
+            "ECMNet-k": ("without_kernels", dict(channels_last_kernels=False, fused_edab=False))}
 
 
 def prepare(model, precision, fold=True, ecmnet=True, channels_last=True, shifts=False, options=None):
@@ -126,8 +129,11 @@ def kernel_variants(args):
     return [name for name, (flag, _) in VARIANTS.items() if getattr(args, flag)]
 
 
-def variant_options(name):
-    return VARIANTS[name][1] if name in VARIANTS else {}
+def variant_options(name, compiled=False):
+    """The engine options of a row: its variant's, or for ECMNet the engine's defaults (compiled or not)."""
+    if name in VARIANTS:
+        return VARIANTS[name][1]
+    return default_kernel_options(compiled, "cuda") if name == "ECMNet" else {}
 
 
 def time_infer(engine, size, iters, warmup):
@@ -210,7 +216,7 @@ def compiled_comparison(base, peers, meta, size, prec, backend, args):
     rows = []
     # peers right after the baseline, the opt-in variants last (most promising first)
     for name in ["ECMNet"] + list(peers) + kernel_variants(args)[::-1]:
-        ecm, options = name.startswith("ECMNet"), variant_options(name)
+        ecm, options = name.startswith("ECMNet"), variant_options(name, compiled=True)
         if ecm:
             src = ECMNet(num_classes=NUM_CLASSES, ss2d_backend=backend).eval()
             src.load_state_dict(base.state_dict())
@@ -275,9 +281,12 @@ def main(argv=None):
                     help="every model with torch.compile + CUDA graph at the largest size and last precision, "
                          "network and engine (slow: ~1-2 min of compiling per model)")
     ap.add_argument("--channels-last-kernels", action="store_true",
-                    help="also time ECMNet with the engine's channels_last_kernels option (row ECMNet+k)")
+                    help="also time ECMNet with the engine's channels_last_kernels option alone (row ECMNet+k)")
     ap.add_argument("--fused-edab", action="store_true",
-                    help="also time ECMNet with channels_last_kernels and fused_edab (row ECMNet+kf)")
+                    help="also time ECMNet with channels_last_kernels and fused_edab (row ECMNet+kf; the "
+                         "compiled ECMNet row's defaults)")
+    ap.add_argument("--without-kernels", action="store_true",
+                    help="also time ECMNet with both kernel options off (row ECMNet-k)")
     ap.add_argument("--compiled-only", action="store_true",
                     help="with --compiled: skip the eager/graph table and the eager profile")
     ap.add_argument("--json", type=Path, default=None)

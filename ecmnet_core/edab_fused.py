@@ -145,8 +145,15 @@ def edab_vertical(t, packed, dilation: int):
 
 
 def edab_pool(v, packed, dilation: int):
-    """(B, C, H + W) pooled DDA descriptors and (B, C) channel-attention means (Triton, CUDA)."""
+    """(B, C, H + W + 1) fp32: the pooled DDA descriptors, then the channel-attention means (Triton,
+    CUDA); split_means gives the two parts."""
     return _ops.edab_pool_op(v, packed, dilation)
+
+
+def split_means(means):
+    """edab_pool's buffer as (pooled descriptors (B, C, H + W), channel-attention means (B, C)): views
+    of one buffer, so that the kernel's atomics need one zero fill, not two."""
+    return means[..., :-1], means[..., -1]
 
 
 def edab_finish(t, v, x, packed, gates, ca, ca_weight, expand_t, shuffle_src, next_pre, dilation: int,
@@ -178,7 +185,7 @@ class FusedEDABStage(nn.Module):
         for i, (blk, k) in enumerate(zip(self.stage, self.kernels)):
             t = blk.conv1x3[0](blk.conv3x1(blk.reduce(p)))
             v = vertical(t, k.packed, k.dilation)
-            pooled, ca = pool(v, k.packed, k.dilation)
+            pooled, ca = split_means(pool(v, k.packed, k.dilation))
             dda = blk.atrous[2]
             gates = dda_gates(pooled, dda.qk.weight.flatten(1), dda.v.weight.flatten(1), dda.inner,
                               t.shape[2], dda.scale)

@@ -9,7 +9,7 @@ Three launches per block after its 1x3 convolution (output t), each over row seg
                         (3 shifted loads each) and accumulates the means the attentions need:
                         local branch over H x W (channel attention), atrous branch over W per
                         row and over H per column (dual-direction attention), relaxed fp32
-                        atomics into zeroed buffers (summation order varies run to run; the
+                        atomics into one zeroed buffer (summation order varies run to run; the
                         kernel that reads them is a later launch).
   _edab_finish_kernel   the same 1x3 stage again, z = y + local * CA gate + atrous *
                         sigmoid(g_h + g_w), post BN + PReLU, then the expand 1x1 conv (tl.dot,
@@ -37,8 +37,9 @@ from . import kernel_tuning
 from .row_segments_triton import is_even, row_segment, row_segment_blocks, tile_mask
 
 # (elements per program = BLOCK_P x padded channels, warps, rows per program; 0: enough programs to
-# fill the GPU): timed per shape on first use
-CANDIDATES = ((1024, 4, 1), (2048, 4, 1), (4096, 8, 1), (1024, 4, 0), (2048, 4, 0), (4096, 8, 0))
+# fill the GPU): timed per shape on first use (rows are a runtime argument: no extra compilation)
+CANDIDATES = ((1024, 4, 1), (2048, 4, 1), (4096, 8, 1), (1024, 4, 0), (2048, 4, 0), (4096, 8, 0),
+              (2048, 4, 4), (4096, 8, 4))
 DEFAULT_CONFIG = (2048, 4, 0)     # where nothing is timed (tuning off, graph capture, CPU interpreter)
 
 
@@ -99,7 +100,7 @@ def _horizontal(V, Pk, C, b, h, p, c, cm, H, W, sv_b, sv_c, sv_h, sv_w, D, OFF, 
 
 
 @triton.jit
-def _edab_pool_kernel(V, Pk, POOL, CA, C, H, W, D, RB, inv_w, inv_h, inv_hw,
+def _edab_pool_kernel(V, Pk, POOL, C, H, W, D, RB, inv_w, inv_h, inv_hw,
                       sv_b, sv_c, sv_h, sv_w, sp_b, sp_c, sp_l,
                       EVEN: tl.constexpr, BP: tl.constexpr, BC: tl.constexpr):
     band, b, p, c, cm = row_segment(C, BP, BC)
@@ -119,13 +120,13 @@ def _edab_pool_kernel(V, Pk, POOL, CA, C, H, W, D, RB, inv_w, inv_h, inv_hw,
                       mask=cm & (c * 0 + h < H), sem="relaxed")
     tl.atomic_add(POOL + b * sp_b + c[None, :] * sp_c + (H + p[:, None]) * sp_l, colsum * inv_h,
                   mask=pm[:, None] & cm[None, :], sem="relaxed")
-    tl.atomic_add(CA + b * C + c, tl.sum(locsum, 0) * inv_hw, mask=cm, sem="relaxed")
+    tl.atomic_add(POOL + b * sp_b + c * sp_c + (H + W) * sp_l, tl.sum(locsum, 0) * inv_hw, mask=cm, sem="relaxed")
 
 
 @triton.jit
 def _edab_finish_kernel(T, V, X, Pk, G, CA, CAW, WE, SRC, NPRE, XO, PO, C, CO, H, W, D, RB,
                         st_b, st_c, st_h, st_w, sv_b, sv_c, sv_h, sv_w, sx_b, sx_c, sx_h, sx_w,
-                        sg_b, sg_c, sg_l, so_b, so_c, so_h, so_w,
+                        sg_b, sg_c, sg_l, sa_b, sa_c, so_b, so_c, so_h, so_w,
                         K_CA: tl.constexpr, HAS_NEXT: tl.constexpr, DOT_IEEE: tl.constexpr,
                         EVEN: tl.constexpr, EVEN_O: tl.constexpr, PAIRS: tl.constexpr,
                         BP: tl.constexpr, BC: tl.constexpr, BO: tl.constexpr):
@@ -141,7 +142,7 @@ def _edab_finish_kernel(T, V, X, Pk, G, CA, CAW, WE, SRC, NPRE, XO, PO, C, CO, H
     ca = tl.zeros([BC], tl.float32)
     for k in tl.static_range(K_CA):
         cc = c + (k - K_CA // 2)
-        ca += tl.load(CA + b * C + cc, mask=(cc >= 0) & (cc < C), other=0.0) * tl.load(CAW + k).to(tl.float32)
+        ca += tl.load(CA + b * sa_b + cc * sa_c, mask=(cc >= 0) & (cc < C), other=0.0) * tl.load(CAW + k).to(tl.float32)
     ca = tl.sigmoid(ca)[None, :]
     g_w = tl.load(G + b * sg_b + c[None, :] * sg_c + (H + p[:, None]) * sg_l,
                   mask=pm[:, None] & cm[None, :], other=0.0).to(tl.float32)
@@ -256,8 +257,9 @@ def edab_vertical_triton(t, packed, dilation: int, config=None):
 
 
 def edab_pool_triton(v, packed, dilation: int, config=None):
-    """Channel-attention means (B, C) and the dual-direction attention's pooled descriptors
-    (B, C, H + W): the atrous branch's mean over W per row, then its mean over H per column."""
+    """(B, C, H + W + 1) fp32: the dual-direction attention's pooled descriptors (the atrous
+    branch's mean over W per row, then its mean over H per column), then the channel-attention
+    mean of the local branch. One buffer: one zero fill before the atomics (edab_fused.split_means)."""
     b, c2, h, w = v.shape
     c = c2 // 2
     if c2 % 2 or packed.shape != (24, c):
@@ -268,12 +270,11 @@ def edab_pool_triton(v, packed, dilation: int, config=None):
         bp, bc, even = _blocks(c, cfg)
         n_cols = triton.cdiv(w, bp)
         rows = _rows(cfg, h, n_cols, b)
-        pooled = torch.zeros((b, c, h + w), device=v.device, dtype=torch.float32)
-        ca = torch.zeros((b, c), device=v.device, dtype=torch.float32)
+        means = torch.zeros((b, c, h + w + 1), device=v.device, dtype=torch.float32)    # one fill
         _edab_pool_kernel[(n_cols, triton.cdiv(h, rows), b)](
-            v, packed, pooled, ca, c, h, w, int(dilation), rows, 1.0 / w, 1.0 / h, 1.0 / (h * w),
-            *v.stride(), *pooled.stride(), EVEN=even, BP=bp, BC=bc, num_warps=cfg[1])
-        return pooled, ca
+            v, packed, means, c, h, w, int(dilation), rows, 1.0 / w, 1.0 / h, 1.0 / (h * w),
+            *v.stride(), *means.stride(), EVEN=even, BP=bp, BC=bc, num_warps=cfg[1])
+        return means
 
     return launch(config or _config("edab_pool", v, int(dilation), launch))
 
@@ -306,7 +307,7 @@ def edab_finish_triton(t, v, x, packed, gates, ca, ca_weight, expand_t, shuffle_
         _edab_finish_kernel[(n_cols, triton.cdiv(h, rows), b)](
             t, v, x, packed, gates, ca, ca_weight, expand_t, shuffle_src, nxt, x_next,
             p_next if next_pre is not None else x_next, c, co, h, w, int(dilation), rows,
-            *t.stride(), *v.stride(), *x.stride(), *gates.stride(), *x_next.stride(),
+            *t.stride(), *v.stride(), *x.stride(), *gates.stride(), *ca.stride(), *x_next.stride(),
             K_CA=ca_weight.numel(), HAS_NEXT=next_pre is not None, DOT_IEEE=t.dtype == torch.float32,
             EVEN=even, EVEN_O=is_even(co, bo), PAIRS=pairs and even and co == 2 * c, BP=bp, BC=bc, BO=bo,
             num_warps=cfg[1])
@@ -328,14 +329,14 @@ def _(t, packed, dilation):
 
 
 @torch.library.custom_op("ecmnet::edab_pool", mutates_args=())
-def edab_pool_op(v: torch.Tensor, packed: torch.Tensor, dilation: int) -> Tuple[torch.Tensor, torch.Tensor]:
+def edab_pool_op(v: torch.Tensor, packed: torch.Tensor, dilation: int) -> torch.Tensor:
     return edab_pool_triton(v, packed, dilation)
 
 
 @edab_pool_op.register_fake
 def _(v, packed, dilation):
     b, c2, h, w = v.shape
-    return v.new_empty((b, c2 // 2, h + w), dtype=torch.float32), v.new_empty((b, c2 // 2), dtype=torch.float32)
+    return v.new_empty((b, c2 // 2, h + w + 1), dtype=torch.float32)
 
 
 @torch.library.custom_op("ecmnet::edab_finish", mutates_args=())

@@ -114,6 +114,13 @@ class _GraphRunner:
 
 
 # --------------------------------------------------------------------------- engine
+def default_kernel_options(compile_: bool, device_type: str, fold_bn: bool = True) -> dict:
+    """The engine's channels_last_kernels / fused_edab where the caller leaves them None: on exactly
+    for torch.compile on CUDA, the setting they are measured and GPU-tested in."""
+    on = bool(compile_) and device_type == "cuda"
+    return dict(channels_last_kernels=on, fused_edab=on and bool(fold_bn))
+
+
 class SegmentationEngine:
     """Segment uint8 RGB images with ECMNet.
 
@@ -138,16 +145,17 @@ class SegmentationEngine:
     fused_edab: run each EDAB after its 1x3 convolution (attentions, expand, residual, shuffle,
         next block's BN + PReLU) as three Triton kernels around the DDA kernel on CUDA
         (ecmnet_core/edab_fused.py; needs fold_bn).
-        Both off by default: together 2.765 against 2.997 ms compiled at 1024x2048 fp16 on an
-        H100, but not all of their GPU tests have run yet (docs/benchmarks/inference.md).
+        Both None (default) = on exactly when compile=True on CUDA (fused_edab: and fold_bn), where
+        they are measured and GPU-tested: 2.375 against 2.921 ms compiled at 1024x2048 fp16 on an
+        H100 (docs/benchmarks/inference.md). Elsewhere they are off unless asked for.
     """
 
     def __init__(self, weights=None, device: str = "auto", ss2d_backend: str = "auto",
                  precision: str = "fp32", input_size: Optional[Sequence[int]] = None, *,
                  runtime: str = "auto", cuda_graphs: bool = True, compile: bool = False,
                  fold_bn: bool = True, channels_last: bool = True, cudnn_benchmark: bool = True,
-                 depthwise_as_shifts: Optional[bool] = None, channels_last_kernels: bool = False,
-                 fused_edab: bool = False, cache_dir=None):
+                 depthwise_as_shifts: Optional[bool] = None, channels_last_kernels: Optional[bool] = None,
+                 fused_edab: Optional[bool] = None, cache_dir=None):
         if runtime == "auto" and ss2d_backend in ("onnxruntime", "tensorrt"):
             runtime, ss2d_backend = ss2d_backend, "export"     # ROS param `backend: tensorrt`
         if runtime not in RUNTIMES:
@@ -191,7 +199,8 @@ class SegmentationEngine:
                    input_size: Optional[Sequence[int]] = None, *, cuda_graphs: bool = True,
                    compile: bool = False, fold_bn: bool = True, channels_last: bool = True,
                    cudnn_benchmark: bool = True, depthwise_as_shifts: Optional[bool] = None,
-                   channels_last_kernels: bool = False, fused_edab: bool = False) -> "SegmentationEngine":
+                   channels_last_kernels: Optional[bool] = None,
+                   fused_edab: Optional[bool] = None) -> "SegmentationEngine":
         """Wrap an in-memory model (a copy is optimised; the caller's model is untouched).
 
         metadata needs classes, colors, mean, std (see checkpoint.make_metadata).
@@ -230,9 +239,13 @@ class SegmentationEngine:
                      kernel_options=None):
         self.metadata = meta
         model = model.eval()
+        compiled_on_cuda = bool(compile_) and self.device.type == "cuda"
         if depthwise_as_shifts is None:
-            depthwise_as_shifts = bool(compile_) and self.device.type == "cuda"
-        kernel_options = kernel_options or {}
+            depthwise_as_shifts = compiled_on_cuda
+        kernel_options = dict(kernel_options or {})
+        for name, default in default_kernel_options(compile_, self.device.type, fold_bn).items():
+            if kernel_options.get(name) is None:
+                kernel_options[name] = default
         if fold_bn or depthwise_as_shifts or any(kernel_options.values()) or self.device.type == "cuda":
             model = optimize_for_inference(model, fold_bn=fold_bn, depthwise_as_shifts=depthwise_as_shifts,
                                            **kernel_options)

@@ -304,8 +304,8 @@ def optimize_for_inference(model: nn.Module, fold_bn: bool = True, depthwise_as_
     the final logits resize and the stem's 3x3 conv + PReLU pairs through channels_last_ops
     (Triton kernels on CUDA).
     `fused_edab` runs each EDAB stage's blocks after their 1x3 convolution as the kernels of
-    edab_fused.py on CUDA (needs fold_bn). Both are off by default until all of their GPU
-    tests have run (timings: docs/benchmarks/inference.md).
+    edab_fused.py on CUDA (needs fold_bn). Both are off here; SegmentationEngine turns them on
+    for torch.compile on CUDA (engine.default_kernel_options; timings: docs/benchmarks/inference.md).
     """
     from .layers import BilinearResize, ChannelAttention, ChannelShuffle, DualDirectionAttention
     from .msau import MSAU

@@ -169,6 +169,7 @@ def test_fused_stage_compiles_and_replays_in_a_cuda_graph():
 _INTERPRETER_CHECK = r"""
 import torch
 from ecmnet_core import edab_fused_triton as T
+from ecmnet_core.edab_fused import split_means
 from test_edab_fused import CASES, fused_stage, stage_input, _run_fused
 for width, dilations, h, w, shifts in CASES:
     stage, fused = fused_stage(width, dilations, shifts)
@@ -190,7 +191,7 @@ with torch.no_grad():
     t = blk.conv1x3[0](blk.conv3x1(blk.reduce(blk.pre(x))))
     y = blk.conv1x3[-1](t)                 # BN folded: (conv, Identity, PReLU)
     lo, at = blk.local[1](blk.local[0](y)), blk.atrous[1](blk.atrous[0](y))
-    gates, ca = torch.randn(2, 32, h + w), torch.randn(2, 32)
+    gates, ca = torch.randn(2, 32, h + w), torch.randn(2, 32, 3)[..., 1]    # ca strided, as split_means gives it
     kc = k.ca_weight.numel()
     gate_ca = torch.sigmoid(torch.nn.functional.conv1d(ca[:, None], k.ca_weight.view(1, 1, kc), padding=kc // 2))
     z = y + lo * gate_ca[:, 0, :, None, None] + at * torch.sigmoid(gates[:, :, :h, None] + gates[:, :, None, h:])
@@ -198,7 +199,7 @@ with torch.no_grad():
     for config in (None, (1024, 4, 3)):
         v = T.edab_vertical_triton(t, k.packed, k.dilation, config=config)
         torch.testing.assert_close(v, torch.cat([blk.local[0](y), blk.atrous[0](y)], 1), rtol=1e-5, atol=1e-5)
-        pooled, means = T.edab_pool_triton(v, k.packed, k.dilation, config=config)
+        pooled, means = split_means(T.edab_pool_triton(v, k.packed, k.dilation, config=config))
         torch.testing.assert_close(pooled, torch.cat([at.mean(3), at.mean(2)], 2), rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(means, lo.mean((2, 3)), rtol=1e-5, atol=1e-5)
         assert k.pairs                      # EDAB's shuffle: the contiguous residual load, and the gathers
@@ -215,7 +216,7 @@ x = torch.randn(1, 16, 5, 9).contiguous(memory_format=torch.channels_last)
 torch.library.opcheck(T.edab_vertical_op, (t, k0.packed, 2))
 v = T.edab_vertical_op(t, k0.packed, 2)
 torch.library.opcheck(T.edab_pool_op, (v, k0.packed, 2))
-pooled, ca = T.edab_pool_op(v, k0.packed, 2)
+pooled, ca = split_means(T.edab_pool_op(v, k0.packed, 2))
 for nxt in (k1.pre, None):
     torch.library.opcheck(T.edab_finish_op, (t, v, x, k0.packed, pooled, ca, k0.ca_weight, k0.expand_t,
                                              k0.shuffle_src, nxt, 2, k0.pairs),

@@ -182,6 +182,34 @@ def test_depthwise_rewrite_follows_compile_on_cuda_only(tiny_checkpoint):
         assert shifted(SegmentationEngine.from_model(model, meta, device="cuda", compile=True)) > 10
 
 
+def test_kernel_options_follow_compile_on_cuda_only(tiny_checkpoint):
+    """channels_last_kernels / fused_edab left None: on exactly for compile=True on CUDA (fused_edab
+    also needs fold_bn); an explicit value wins. No inference here: nothing compiles."""
+    from ecmnet_core.edab_fused import FusedEDABStage
+    from ecmnet_core.engine import default_kernel_options
+    from ecmnet_core.inference_rewrites import _KernelResize
+
+    assert default_kernel_options(True, "cuda") == dict(channels_last_kernels=True, fused_edab=True)
+    assert default_kernel_options(True, "cuda", fold_bn=False) == dict(channels_last_kernels=True, fused_edab=False)
+    for compile_, device in ((False, "cuda"), (True, "cpu"), (False, "cpu")):
+        assert default_kernel_options(compile_, device) == dict(channels_last_kernels=False, fused_edab=False)
+    model, meta = load_model(tiny_checkpoint)
+
+    def kernels(engine):
+        mods = list(engine.model.modules())
+        return (sum(isinstance(m, FusedEDABStage) for m in mods), sum(isinstance(m, _KernelResize) for m in mods))
+
+    assert kernels(SegmentationEngine.from_model(model, meta, device="cpu", compile=True)) == (0, 0)
+    assert kernels(SegmentationEngine.from_model(model, meta, device="cpu", compile=True, fused_edab=True))[0] > 0
+    if torch.cuda.is_available():
+        assert kernels(SegmentationEngine.from_model(model, meta, device="cuda")) == (0, 0)
+        on = kernels(SegmentationEngine.from_model(model, meta, device="cuda", compile=True))
+        assert on[0] > 0 and on[1] == 1
+        off = SegmentationEngine.from_model(model, meta, device="cuda", compile=True, channels_last_kernels=False,
+                                            fused_edab=False)
+        assert kernels(off) == (0, 0)
+
+
 def test_kernel_options(tiny_checkpoint):
     """channels_last_kernels=True routes depthwise convs and the logits resize through channels_last_ops,
     fused_edab=True wraps every EDAB stage in FusedEDABStage (on CPU both run PyTorch's operators / the

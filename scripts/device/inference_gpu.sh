@@ -15,10 +15,22 @@
 # for ECMNet+k) with a profile of each, then benchmarks/edab_fused.py (launch configurations per
 # shape). KERNEL_TESTS=1 (a call of its own: together they do not fit in 600 s):
 # benchmarks/channels_last_ops.py and every GPU test of the kernels, rewrites and engine.
+# DEFAULTS=1: with the kernels on by default for compiled CUDA engines: their GPU tests (fused EDAB,
+# kernel_tuning, the engine's option defaults), the compiled comparison ECMNet (defaults) vs ERFNet with
+# profiles (DEFAULT_ROWS=--without-kernels adds ECMNet-k), then benchmarks/edab_fused.py.
 # COMPILED=1 runs only the compiled comparison (ECMNet vs peers, all with torch.compile) at
 # 1024x2048 fp16 and the node latency with compile:=true, fp16 (carry .whl/ros312).
 . "$(dirname "$0")/session.sh" /tmp/inference_gpu
 
+if [ -n "${DEFAULTS:-}" ]; then
+  step pytest_defaults 170 python -m pytest -q -p no:cacheprovider --durations=5 test/test_kernel_tuning.py \
+    test/test_edab_fused.py test/test_engine.py -k "(not interpreter) and (edab or tuning or tuned or kernel_options)"
+  step inference_defaults 300 python benchmarks/inference.py --sizes 1024x2048 --precisions fp16 \
+    --backends cuda --peers ERFNet --iters 100 --warmup 10 --compiled --compiled-only ${DEFAULT_ROWS:-} \
+    --no-engine --profile --json "$OUT/inference_defaults.json"
+  step edab_fused $(( 585 - SECONDS )) python benchmarks/edab_fused.py
+  exit $status
+fi
 if [ -n "${KERNEL_TESTS:-}" ]; then
   step channels_last_ops 60 python benchmarks/channels_last_ops.py
   step pytest_kernels $(( 585 - SECONDS )) python -m pytest -q -p no:cacheprovider --durations=15 \
