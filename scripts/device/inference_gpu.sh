@@ -32,7 +32,7 @@ if [ -n "${DEFAULTS:-}" ]; then
   exit $status
 fi
 if [ -n "${KERNEL_TESTS:-}" ]; then
-  step channels_last_ops 60 python benchmarks/channels_last_ops.py
+  step channels_last_ops 150 python benchmarks/channels_last_ops.py
   step pytest_kernels $(( 585 - SECONDS )) python -m pytest -q -p no:cacheprovider --durations=15 \
     test/test_edab_fused.py test/test_channels_last_ops.py test/test_inference_rewrites.py test/test_engine.py \
     -k "not interpreter"
