@@ -114,10 +114,20 @@ class _GraphRunner:
 
 
 # --------------------------------------------------------------------------- engine
-def default_kernel_options(compile_: bool, device_type: str, fold_bn: bool = True) -> dict:
+KERNELS_MIN_CAPABILITY = (8, 0)     # Ampere and newer (Jetson Orin included); GPU-tested on sm_90 only
+
+
+def default_kernel_options(compile_: bool, device, fold_bn: bool = True) -> dict:
     """The engine's channels_last_kernels / fused_edab where the caller leaves them None: on exactly
-    for torch.compile on CUDA, the setting they are measured and GPU-tested in."""
-    on = bool(compile_) and device_type == "cuda"
+    for torch.compile on a CUDA GPU of compute capability 8.0+, the setting they are measured and
+    GPU-tested in (their fp16 tensor-core dots are not tried on older GPUs)."""
+    device = torch.device(device)
+    on = bool(compile_) and device.type == "cuda"
+    if on:
+        try:
+            on = tuple(torch.cuda.get_device_capability(device)) >= KERNELS_MIN_CAPABILITY
+        except (AssertionError, RuntimeError):     # torch without CUDA, or no such device
+            on = False
     return dict(channels_last_kernels=on, fused_edab=on and bool(fold_bn))
 
 
@@ -145,8 +155,8 @@ class SegmentationEngine:
     fused_edab: run each EDAB after its 1x3 convolution (attentions, expand, residual, shuffle,
         next block's BN + PReLU) as three Triton kernels around the DDA kernel on CUDA
         (ecmnet_core/edab_fused.py; needs fold_bn).
-        Both None (default) = on exactly when compile=True on CUDA (fused_edab: and fold_bn), where
-        they are measured and GPU-tested: 2.375 against 2.921 ms compiled at 1024x2048 fp16 on an
+        Both None (default) = on exactly when compile=True on a CUDA GPU of compute capability 8.0+
+        (fused_edab: and fold_bn; default_kernel_options), where they are measured and GPU-tested: 2.375 against 2.921 ms compiled at 1024x2048 fp16 on an
         H100 (docs/benchmarks/inference.md). Elsewhere they are off unless asked for.
     """
 
@@ -243,7 +253,7 @@ class SegmentationEngine:
         if depthwise_as_shifts is None:
             depthwise_as_shifts = compiled_on_cuda
         kernel_options = dict(kernel_options or {})
-        for name, default in default_kernel_options(compile_, self.device.type, fold_bn).items():
+        for name, default in default_kernel_options(compile_, self.device, fold_bn).items():
             if kernel_options.get(name) is None:
                 kernel_options[name] = default
         if fold_bn or depthwise_as_shifts or any(kernel_options.values()) or self.device.type == "cuda":

@@ -182,17 +182,26 @@ def test_depthwise_rewrite_follows_compile_on_cuda_only(tiny_checkpoint):
         assert shifted(SegmentationEngine.from_model(model, meta, device="cuda", compile=True)) > 10
 
 
-def test_kernel_options_follow_compile_on_cuda_only(tiny_checkpoint):
-    """channels_last_kernels / fused_edab left None: on exactly for compile=True on CUDA (fused_edab
-    also needs fold_bn); an explicit value wins. No inference here: nothing compiles."""
+def test_kernel_options_follow_compile_on_cuda_only(tiny_checkpoint, monkeypatch):
+    """channels_last_kernels / fused_edab left None: on exactly for compile=True on a CUDA GPU of
+    compute capability 8.0+ (fused_edab also needs fold_bn); an explicit value wins. No inference
+    here: nothing compiles."""
     from ecmnet_core.edab_fused import FusedEDABStage
     from ecmnet_core.engine import default_kernel_options
     from ecmnet_core.inference_rewrites import _KernelResize
 
-    assert default_kernel_options(True, "cuda") == dict(channels_last_kernels=True, fused_edab=True)
-    assert default_kernel_options(True, "cuda", fold_bn=False) == dict(channels_last_kernels=True, fused_edab=False)
-    for compile_, device in ((False, "cuda"), (True, "cpu"), (False, "cpu")):
-        assert default_kernel_options(compile_, device) == dict(channels_last_kernels=False, fused_edab=False)
+    off = dict(channels_last_kernels=False, fused_edab=False)
+    with monkeypatch.context() as m:
+        m.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+        assert default_kernel_options(True, "cuda") == dict(channels_last_kernels=True, fused_edab=True)
+        assert default_kernel_options(True, "cuda:0", fold_bn=False) == dict(channels_last_kernels=True,
+                                                                             fused_edab=False)
+        for compile_, device in ((False, "cuda"), (True, "cpu"), (False, "cpu")):
+            assert default_kernel_options(compile_, device) == off
+        m.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))     # Turing: not tried
+        assert default_kernel_options(True, "cuda") == off
+    if not torch.cuda.is_available():
+        assert default_kernel_options(True, "cuda") == off           # no CUDA: off, no error
     model, meta = load_model(tiny_checkpoint)
 
     def kernels(engine):
