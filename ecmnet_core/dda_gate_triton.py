@@ -18,6 +18,7 @@ import triton.language as tl
 
 BLOCK_Q = 16      # query positions per program (benchmarks/dda_gate.py --sweep)
 BLOCK_K = 128     # key positions per loop step
+NUM_WARPS = 4
 
 
 @triton.jit
@@ -80,8 +81,10 @@ def _pow2(n: int) -> int:
     return max(16, 1 << (max(int(n), 1) - 1).bit_length())
 
 
-def dda_gates_triton(pooled, w_qk, w_v, inner: int, split: int, scale: float, block_q=None, block_k=None):
-    """Same as dda_gates_reference, one kernel launch (CUDA tensors). Block sizes: benchmarks/dda_gate.py."""
+def dda_gates_triton(pooled, w_qk, w_v, inner: int, split: int, scale: float, block_q=None, block_k=None,
+                     num_warps=None):
+    """Same as dda_gates_reference, one kernel launch (CUDA tensors). Block sizes and warps:
+    benchmarks/dda_gate.py --sweep."""
     bq, bk = block_q or BLOCK_Q, block_k or BLOCK_K
     b, c, length = pooled.shape
     out = torch.empty_like(pooled)
@@ -91,7 +94,7 @@ def dda_gates_triton(pooled, w_qk, w_v, inner: int, split: int, scale: float, bl
                            c, inner, split, length, n_h, float(scale), *pooled.stride(), *out.stride(),
                            BC=_pow2(c), BI=_pow2(inner), BQ=bq, BK=bk,
                            DOT16=torch.float16 in (pooled.dtype, w_qk.dtype),
-                           PRECISION="ieee" if pooled.dtype == torch.float32 else "tf32", num_warps=4)
+                           PRECISION="ieee" if pooled.dtype == torch.float32 else "tf32", num_warps=num_warps or NUM_WARPS)
     return out
 
 

@@ -155,9 +155,10 @@ class SegmentationEngine:
     fused_edab: run each EDAB after its 1x3 convolution (attentions, expand, residual, shuffle,
         next block's BN + PReLU) as three Triton kernels around the DDA kernel on CUDA
         (ecmnet_core/edab_fused.py; needs fold_bn).
-        Both None (default) = on exactly when compile=True on a CUDA GPU of compute capability 8.0+
-        (fused_edab: and fold_bn; default_kernel_options), where they are measured and GPU-tested: 2.375 against 2.921 ms compiled at 1024x2048 fp16 on an
-        H100 (docs/benchmarks/inference.md). Elsewhere they are off unless asked for.
+        Both None (default) = on exactly when compile=True on a CUDA GPU of compute capability
+        8.0+ (fused_edab: and fold_bn; default_kernel_options), where they are measured and
+        GPU-tested: 2.375 against 2.921 ms compiled at 1024x2048 fp16 on an H100
+        (docs/benchmarks/inference.md). Elsewhere they are off unless asked for.
     """
 
     def __init__(self, weights=None, device: str = "auto", ss2d_backend: str = "auto",

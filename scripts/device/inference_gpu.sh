@@ -18,10 +18,17 @@
 # DEFAULTS=1: with the kernels on by default for compiled CUDA engines: their GPU tests (fused EDAB,
 # kernel_tuning, the engine's option defaults), the compiled comparison ECMNet (defaults) vs ERFNet with
 # profiles (DEFAULT_ROWS=--without-kernels adds ECMNet-k), then benchmarks/edab_fused.py.
+# DDA_SWEEP=1: the engine's kernel-option tests on the GPU, then benchmarks/dda_gate.py --sweep with fp32
+# means (the fused EDAB's DDA input): block sizes and warps.
 # COMPILED=1 runs only the compiled comparison (ECMNet vs peers, all with torch.compile) at
 # 1024x2048 fp16 and the node latency with compile:=true, fp16 (carry .whl/ros312).
 . "$(dirname "$0")/session.sh" /tmp/inference_gpu
 
+if [ -n "${DDA_SWEEP:-}" ]; then
+  step pytest_engine_defaults 90 python -m pytest -q -p no:cacheprovider test/test_engine.py -k kernel_options
+  step dda_sweep_fused $(( 585 - SECONDS )) python benchmarks/dda_gate.py --sweep --fp32-means
+  exit $status
+fi
 if [ -n "${DEFAULTS:-}" ]; then
   step pytest_defaults 170 python -m pytest -q -p no:cacheprovider --durations=5 test/test_kernel_tuning.py \
     test/test_edab_fused.py test/test_engine.py -k "(not interpreter) and (edab or tuning or tuned or kernel_options)"
