@@ -52,10 +52,12 @@ def main(argv=None):
           f"torch {torch.__version__} | {args.precision}, batch 1, channels_last, {h}x{w} input")
     with torch.inference_mode():
         model(torch.randn(1, 3, h, w, device="cuda", dtype=dtype).contiguous(memory_format=torch.channels_last))
-        print("launch configurations (elements per program, warps): us per launch, chosen marked *")
+        print("launch configurations (elements per program / warps / rows per program, 0: enough programs to "
+              "fill the GPU): us per launch, chosen marked *")
         for key, (best, timings) in kernel_tuning.chosen.items():
             name, _, shape, extra = key
-            cells = "  ".join(f"{cfg[0]}/{cfg[1]}{'*' if cfg == best else ' '}{_fmt(t)}" for cfg, t in timings.items())
+            cells = "  ".join(f"{'/'.join(map(str, cfg))}{'*' if cfg == best else ' '}{_fmt(t)}"
+                              for cfg, t in timings.items())
             print(f"  {name:<13} {str(tuple(shape)):<22} {str(extra):<12} {cells}")
         print(f"per stage (CUDA graph of {REPEAT} calls), us per call:")
         total = 0.0

@@ -176,7 +176,7 @@ for width, dilations, h, w, shifts in CASES:
     x = stage_input(2, width, h, w)
     with torch.no_grad():
         ref = stage(x)
-    for config in (None, (1024, 4, 3)):       # default; bands of 3 rows per program (a partial last band)
+    for config in (None, (1024, 4, 3), (512, 1, 4)):    # default; bands of 3 rows (a partial last band); 16-pixel tiles
         vertical = lambda t, p, dil: T.edab_vertical_triton(t, p, dil, config=config)
         pool = lambda v, p, dil: T.edab_pool_triton(v, p, dil, config=config)
         finish = lambda *a: T.edab_finish_triton(*a, config=config)

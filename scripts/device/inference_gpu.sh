@@ -18,12 +18,19 @@
 # DEFAULTS=1: with the kernels on by default for compiled CUDA engines: their GPU tests (fused EDAB,
 # kernel_tuning, the engine's option defaults), the compiled comparison ECMNet (defaults) vs ERFNet with
 # profiles (DEFAULT_ROWS=--without-kernels adds ECMNet-k), then benchmarks/edab_fused.py.
+# EDAB_CONFIGS=1: the fused EDAB's tuned-versus-default GPU test, then benchmarks/edab_fused.py (every
+# launch configuration per shape and the per-stage times); a short call (EDAB_CONFIGS_LIMIT s, 190).
 # DDA_SWEEP=1: the engine's kernel-option tests on the GPU, then benchmarks/dda_gate.py --sweep with fp32
 # means (the fused EDAB's DDA input): block sizes and warps.
 # COMPILED=1 runs only the compiled comparison (ECMNet vs peers, all with torch.compile) at
 # 1024x2048 fp16 and the node latency with compile:=true, fp16 (carry .whl/ros312).
 . "$(dirname "$0")/session.sh" /tmp/inference_gpu
 
+if [ -n "${EDAB_CONFIGS:-}" ]; then
+  step pytest_tuned 80 python -m pytest -q -p no:cacheprovider test/test_edab_fused.py -k tuned
+  step edab_fused $(( ${EDAB_CONFIGS_LIMIT:-190} - SECONDS )) python benchmarks/edab_fused.py
+  exit $status
+fi
 if [ -n "${DDA_SWEEP:-}" ]; then
   step pytest_engine_defaults 90 python -m pytest -q -p no:cacheprovider test/test_engine.py -k kernel_options
   step dda_sweep_fused $(( 585 - SECONDS )) python benchmarks/dda_gate.py --sweep --fp32-means
