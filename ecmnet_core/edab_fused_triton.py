@@ -38,9 +38,11 @@ from .row_segments_triton import is_even, row_segment, row_segment_blocks, tile_
 
 # (elements per program = BLOCK_P x padded channels, warps, rows per program; 0: enough programs to
 # fill the GPU): timed per shape on first use (rows are a runtime argument: no extra compilation)
-# Fewer warps (1-2): their per-row channel sums in edab_pool stay inside a warp (no shared-memory round trip).
+# (Four 1-2 warp candidates were tried on 2026-11-23 16:12 UTC: on a fresh machine, cold Triton cache,
+# benchmarks/edab_fused.py did not finish tuning the 12 within its 135 s limit, so they were never
+# timed; each candidate adds compilations to the engine's first use, so they are not candidates.)
 CANDIDATES = ((1024, 4, 1), (2048, 4, 1), (4096, 8, 1), (1024, 4, 0), (2048, 4, 0), (4096, 8, 0),
-              (2048, 4, 4), (4096, 8, 4), (512, 1, 1), (1024, 2, 1), (512, 1, 4), (1024, 2, 4))
+              (2048, 4, 4), (4096, 8, 4))
 DEFAULT_CONFIG = (2048, 4, 0)     # where nothing is timed (tuning off, graph capture, CPU interpreter)
 
 
