@@ -52,7 +52,8 @@ def depthwise_shapes(size, dtype, device="cuda"):
 
 def kernel_bench_args(doc: str, script: str, iters: int, argv=None):
     """--size, --precision and --iters of a kernel benchmark at ECMNet's shapes (cuDNN autotuning
-    on), or None after saying so where there is no CUDA GPU."""
+    on, our kernels' tuning cache off: every candidate is timed), or None after saying so where
+    there is no CUDA GPU."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=lambda s: parse_sizes(s)[0], default=(1024, 2048))
     ap.add_argument("--precision", default="fp16", choices=sorted(PRECISIONS))
@@ -62,6 +63,9 @@ def kernel_bench_args(doc: str, script: str, iters: int, argv=None):
         print(f"error: benchmarks/{script} needs a CUDA GPU", file=sys.stderr)
         return None
     torch.backends.cudnn.benchmark = True
+    from ecmnet_core import kernel_tuning
+
+    kernel_tuning.CACHE_PATH = None
     return args
 
 

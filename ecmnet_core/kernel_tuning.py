@@ -12,16 +12,31 @@ are queued before any of them starts and the events measure GPU time. Without it
 is the Python launch overhead (tens of us per launch, longer than these kernels): the H100 run of
 2026-11-23 14:45 UTC (benchmarks/edab_fused.py) timed 35-340 us per launch for kernels that take
 5-28 us in a profile, so its choices were noise.
+
+Choices persist in a JSON file (CACHE_PATH: $ECMNET_KERNEL_CACHE, default
+~/.cache/ecmnet/kernel_tuning.json; "" turns it off), keyed by GPU name, torch and Triton versions
+and the kernel's key, as Triton's autotuning cache does: a restarted node compiles only the chosen
+configuration of each kernel instead of timing every candidate again. A file that cannot be read
+is ignored (with a warning) and rewritten; writes are atomic.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Hashable, Sequence
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Callable, Dict, Hashable, Optional, Sequence
 
 import torch
 
 ENABLED = True          # False: always the default configuration (reproducible launches)
 REPEATS = 10
 SPIN_CYCLES = 5_000_000   # ~3 ms on an H100: longer than queueing REPEATS launches from Python
+_env = os.environ.get("ECMNET_KERNEL_CACHE")
+CACHE_PATH: Optional[Path] = (Path.home() / ".cache" / "ecmnet" / "kernel_tuning.json" if _env is None
+                              else Path(_env) if _env else None)
+FROM_CACHE = "read from the tuning cache"     # the timings entry of a configuration taken from the file
 
 # key -> (chosen configuration, {configuration: ms per launch or the reason it could not run})
 chosen: Dict[Hashable, tuple] = {}
@@ -34,6 +49,10 @@ def pick(key: Hashable, candidates: Sequence, launch: Callable, default, on_gpu:
         return chosen[key][0]
     if not (ENABLED and on_gpu) or torch.cuda.is_current_stream_capturing():
         return default
+    cached = _cached(key, candidates)
+    if cached is not None:
+        chosen[key] = (cached, {cached: FROM_CACHE})
+        return cached
     timings, best, best_ms = {}, default, float("inf")
     for cfg in candidates:
         try:
@@ -53,4 +72,59 @@ def pick(key: Hashable, candidates: Sequence, launch: Callable, default, on_gpu:
         if ms < best_ms:
             best, best_ms = cfg, ms
     chosen[key] = (best, timings)
+    if best_ms < float("inf"):
+        _store(key, best)
     return best
+
+
+def _file_key(key) -> str:
+    try:
+        import triton
+        triton_version = triton.__version__
+    except ImportError:
+        triton_version = "none"
+    return f"{torch.cuda.get_device_name()} | torch {torch.__version__} | triton {triton_version} | {key!r}"
+
+
+def _tuple(value):
+    return tuple(_tuple(v) for v in value) if isinstance(value, list) else value
+
+
+def _read() -> dict:
+    if CACHE_PATH is None or not CACHE_PATH.is_file():
+        return {}
+    try:
+        data = json.loads(CACHE_PATH.read_text())
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        return data
+    except (OSError, ValueError) as exc:
+        warnings.warn(f"kernel tuning cache {CACHE_PATH} unreadable ({exc}); timing again and rewriting it")
+        return {}
+
+
+def _cached(key, candidates):
+    """The stored choice for key if it is still one of the candidates, else None."""
+    if CACHE_PATH is None:
+        return None
+    value = _read().get(_file_key(key))
+    cfg = _tuple(value) if value is not None else None
+    return cfg if cfg is not None and cfg in tuple(candidates) else None
+
+
+def _store(key, cfg):
+    if CACHE_PATH is None:
+        return
+    data = _read()
+    data[_file_key(key)] = list(cfg) if isinstance(cfg, tuple) else cfg
+    tmp = None
+    try:
+        CACHE_PATH.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=CACHE_PATH.parent, prefix=CACHE_PATH.name, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1, sort_keys=True)
+        os.replace(tmp, CACHE_PATH)
+    except OSError as exc:       # a read-only home must not stop inference
+        warnings.warn(f"kernel tuning cache {CACHE_PATH} not written ({exc})")
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)

@@ -17,6 +17,14 @@ CAMVID = Path(os.environ.get("ECMNET_CAMVID", REPO.parent / "shared" / "datasets
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+@pytest.fixture(autouse=True)
+def _no_kernel_tuning_cache(monkeypatch):
+    """Tests neither read nor write the user's kernel tuning cache (test_kernel_tuning sets its own)."""
+    from ecmnet_core import kernel_tuning
+
+    monkeypatch.setattr(kernel_tuning, "CACHE_PATH", None)
+
+
 @pytest.fixture(scope="session")
 def camvid_root() -> Path:
     if not (CAMVID / "val").is_dir():

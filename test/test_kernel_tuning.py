@@ -1,6 +1,8 @@
 """kernel_tuning.pick: times each candidate once per key, keeps the fastest, skips candidates that
-cannot launch, and never times during CUDA-graph capture or off the GPU (a fake clock stands in for
-CUDA events, so this runs anywhere)."""
+cannot launch, never times during CUDA-graph capture or off the GPU, and keeps its choices in a file
+across processes (a fake clock stands in for CUDA events, so this runs anywhere)."""
+import json
+
 import pytest
 import torch
 
@@ -63,3 +65,49 @@ def test_no_timing_while_capturing_off_the_gpu_or_disabled(fake_gpu, monkeypatch
     monkeypatch.setattr(kernel_tuning, "ENABLED", False)
     assert kernel_tuning.pick("k", ["a", "b"], launch, default="a") == "a"
     assert calls == [] and kernel_tuning.chosen == {}
+
+
+def test_choices_persist_in_the_cache_file(fake_gpu, monkeypatch, tmp_path):
+    path = tmp_path / "cache" / "kernel_tuning.json"
+    monkeypatch.setattr(kernel_tuning, "CACHE_PATH", path)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Fake GPU")
+    calls = []
+    cost = {(1024, 4, 0): 3.0, (2048, 4, 0): 1.0, (4096, 8, 0): 2.0, "a": 1.0, "b": 2.0}
+    launch = _launcher(fake_gpu, cost, calls)
+    key = ("edab_pool", torch.float16, (1, 64, 32, 48), 2)
+    tuples = [(1024, 4, 0), (2048, 4, 0), (4096, 8, 0)]
+    assert kernel_tuning.pick(key, tuples, launch, default=(1024, 4, 0)) == (2048, 4, 0)
+    stored = json.loads(path.read_text())
+    assert len(stored) == 1 and list(stored.values()) == [[2048, 4, 0]] and "Fake GPU" in next(iter(stored))
+    assert not list(path.parent.glob("*.tmp"))                    # written through a temporary file
+    # a new process: the stored choice is used without launching anything
+    monkeypatch.setattr(kernel_tuning, "chosen", {})
+    calls.clear()
+    assert kernel_tuning.pick(key, tuples, launch, default=(1024, 4, 0)) == (2048, 4, 0) and calls == []
+    assert kernel_tuning.chosen[key] == ((2048, 4, 0), {(2048, 4, 0): kernel_tuning.FROM_CACHE})
+    # a stored choice that is no longer a candidate, or another GPU: timed again
+    monkeypatch.setattr(kernel_tuning, "chosen", {})
+    assert kernel_tuning.pick(key, [(1024, 4, 0), (4096, 8, 0)], launch, default=(1024, 4, 0)) == (4096, 8, 0)
+    assert calls
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Other GPU")
+    monkeypatch.setattr(kernel_tuning, "chosen", {})
+    calls.clear()
+    assert kernel_tuning.pick("k", ["a", "b"], launch, default="b") == "a" and calls
+    assert len(json.loads(path.read_text())) == 2                 # both GPUs' entries kept
+
+
+def test_a_bad_cache_file_is_rewritten_and_an_unwritable_one_does_not_stop_tuning(fake_gpu, monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Fake GPU")
+    launch = _launcher(fake_gpu, {"a": 2.0, "b": 1.0}, [])
+    path = tmp_path / "kernel_tuning.json"
+    path.write_text("{not json")
+    monkeypatch.setattr(kernel_tuning, "CACHE_PATH", path)
+    with pytest.warns(UserWarning, match="unreadable"):
+        assert kernel_tuning.pick("k", ["a", "b"], launch, default="a") == "b"
+    assert list(json.loads(path.read_text()).values()) == ["b"]
+    blocker = tmp_path / "a file"
+    blocker.write_text("")
+    monkeypatch.setattr(kernel_tuning, "CACHE_PATH", blocker / "kernel_tuning.json")   # its folder is a file
+    monkeypatch.setattr(kernel_tuning, "chosen", {})
+    with pytest.warns(UserWarning, match="not written"):
+        assert kernel_tuning.pick("k", ["a", "b"], launch, default="a") == "b"
