@@ -50,7 +50,7 @@ def depthwise_shapes(size, dtype, device="cuda"):
     return seen
 
 
-def kernel_bench_args(doc: str, script: str, iters: int, argv=None):
+def kernel_bench_args(doc: str, script: str, iters: int, argv=None, more_args=None):
     """--size, --precision and --iters of a kernel benchmark at ECMNet's shapes (cuDNN autotuning
     on, our kernels' tuning cache off: every candidate is timed), or None after saying so where
     there is no CUDA GPU."""
@@ -58,6 +58,8 @@ def kernel_bench_args(doc: str, script: str, iters: int, argv=None):
     ap.add_argument("--size", type=lambda s: parse_sizes(s)[0], default=(1024, 2048))
     ap.add_argument("--precision", default="fp16", choices=sorted(PRECISIONS))
     ap.add_argument("--iters", type=int, default=iters)
+    if more_args is not None:
+        more_args(ap)
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
         print(f"error: benchmarks/{script} needs a CUDA GPU", file=sys.stderr)

@@ -1,6 +1,7 @@
 """The fused EDAB kernels at ECMNet's shapes: per-shape launch configurations and per-stage time.
 
     PYTHONPATH=. python benchmarks/edab_fused.py [--size 1024x2048] [--precision fp16]
+        [--extra-candidates 512/1/1,1024/2/4]
 
 Builds ECMNet with optimize_for_inference(fused_edab=True) at --size, batch 1, channels_last,
 runs one forward (which times every candidate launch configuration of edab_vertical, edab_pool
@@ -10,6 +11,7 @@ in a CUDA graph of back-to-back calls, microseconds per call.
 """
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import sys
 from pathlib import Path
@@ -32,10 +34,32 @@ def _fmt(v):
     return f"{v * 1e3:8.1f}" if isinstance(v, float) else f"  failed ({v[:60]})"
 
 
+def launch_configs(text: str):
+    """'E/W/R,...' (elements per program / warps / rows per program) as configuration tuples."""
+    try:
+        configs = tuple(tuple(int(v) for v in item.split("/")) for item in text.split(",") if item.strip())
+    except ValueError:
+        configs = ()
+    if not configs or any(len(c) != 3 or c[0] < 16 or c[1] not in (1, 2, 4, 8, 16) or c[2] < 0 for c in configs):
+        raise argparse.ArgumentTypeError(f"expected elements/warps/rows[,...] such as 512/1/1,1024/2/4 (warps 1, 2, "
+                                         f"4, 8 or 16; rows 0 = enough programs to fill the GPU), got {text!r}")
+    return configs
+
+
+def _more_args(ap):
+    ap.add_argument("--extra-candidates", type=launch_configs, default=(),
+                    help="also time these launch configurations, e.g. 512/1/1,1024/2/4 (elements per program / "
+                         "warps / rows per program)")
+
+
 def main(argv=None):
-    args = kernel_bench_args(__doc__, "edab_fused.py", 50, argv)
+    args = kernel_bench_args(__doc__, "edab_fused.py", 50, argv, _more_args)
     if args is None:
         return 2
+    if args.extra_candidates:
+        from ecmnet_core import edab_fused_triton
+
+        edab_fused_triton.CANDIDATES += tuple(c for c in args.extra_candidates if c not in edab_fused_triton.CANDIDATES)
     dtype = PRECISIONS[args.precision]
     h, w = args.size
     model = optimize_for_inference(ECMNet(num_classes=NUM_CLASSES).eval(), fused_edab=True)

@@ -237,9 +237,9 @@ def _rows(cfg, h: int, n_cols: int, b: int) -> int:
     return cfg[2] or max(1, min(16, (h * n_cols * b) // 1024))
 
 
-def _config(name: str, t, extra, launch, candidates=CANDIDATES):
+def _config(name: str, t, extra, launch, candidates=None):
     key = (name, t.dtype, tuple(t.shape), extra)
-    return kernel_tuning.pick(key, candidates, launch, DEFAULT_CONFIG, on_gpu=t.is_cuda)
+    return kernel_tuning.pick(key, candidates or CANDIDATES, launch, DEFAULT_CONFIG, on_gpu=t.is_cuda)
 
 
 def edab_vertical_triton(t, packed, dilation: int, config=None):

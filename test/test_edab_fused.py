@@ -227,3 +227,15 @@ print("ok")
 
 def test_fused_kernels_under_the_triton_interpreter(triton_interpreter):
     triton_interpreter(_INTERPRETER_CHECK, timeout=900)
+
+
+def test_benchmark_extra_launch_configurations_are_parsed_or_refused():
+    """benchmarks/edab_fused.py --extra-candidates: E/W/R triples, or a clear argparse error."""
+    import argparse
+
+    from benchmarks.edab_fused import launch_configs
+
+    assert launch_configs("512/1/1, 1024/2/4") == ((512, 1, 1), (1024, 2, 4))
+    for bad in ("", "512/1", "512/3/1", "8/1/1", "a/b/c", "512/1/-1"):
+        with pytest.raises(argparse.ArgumentTypeError, match="elements/warps/rows"):
+            launch_configs(bad)

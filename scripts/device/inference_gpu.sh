@@ -19,7 +19,8 @@
 # kernel_tuning, the engine's option defaults), the compiled comparison ECMNet (defaults) vs ERFNet with
 # profiles (DEFAULT_ROWS=--without-kernels adds ECMNet-k), then benchmarks/edab_fused.py.
 # EDAB_CONFIGS=1: the fused EDAB's tuned-versus-default GPU test, then benchmarks/edab_fused.py (every
-# launch configuration per shape and the per-stage times); a short call (EDAB_CONFIGS_LIMIT s, 190).
+# launch configuration per shape and the per-stage times); a short call (EDAB_CONFIGS_LIMIT s, 190);
+# EDAB_EXTRA=512/1/1,1024/2/4 times more configurations (give it a warm Triton cache or a longer limit).
 # DDA_SWEEP=1: the engine's kernel-option tests on the GPU, then benchmarks/dda_gate.py --sweep with fp32
 # means (the fused EDAB's DDA input): block sizes and warps.
 # COMPILED=1 runs only the compiled comparison (ECMNet vs peers, all with torch.compile) at
@@ -28,7 +29,8 @@
 
 if [ -n "${EDAB_CONFIGS:-}" ]; then
   step pytest_tuned 80 python -m pytest -q -p no:cacheprovider test/test_edab_fused.py -k tuned
-  step edab_fused $(( ${EDAB_CONFIGS_LIMIT:-190} - SECONDS )) python benchmarks/edab_fused.py
+  step edab_fused $(( ${EDAB_CONFIGS_LIMIT:-190} - SECONDS )) python benchmarks/edab_fused.py \
+    ${EDAB_EXTRA:+--extra-candidates $EDAB_EXTRA}
   exit $status
 fi
 if [ -n "${DDA_SWEEP:-}" ]; then
