@@ -5,7 +5,8 @@ changes with the tensor's width and size (ECMNet runs the same EDAB kernels at 1
 on maps from 64x128 to 256x512 at 1024x2048 input). This is triton.autotune's idea with two
 differences our kernels need: the timing launches write scratch outputs (the pooling kernel
 accumulates with atomics, so re-running it on the real outputs would corrupt them), and nothing
-is timed while a CUDA graph is being captured (the default configuration is used then).
+is timed while a CUDA graph is being captured (a cached choice, else the default configuration,
+is used then).
 
 Timing: the GPU first runs a short spin kernel (torch.cuda._sleep), so that all the timed launches
 are queued before any of them starts and the events measure GPU time. Without it the measurement
@@ -44,15 +45,18 @@ chosen: Dict[Hashable, tuple] = {}
 
 def pick(key: Hashable, candidates: Sequence, launch: Callable, default, on_gpu: bool = True):
     """The fastest of `candidates` for `key` (timed on first use); launch(config) runs the kernel
-    once on scratch outputs. `default` where tuning is off, not on a GPU, or a graph is capturing."""
+    once on scratch outputs. `default` where tuning is off or not on a GPU, and while a graph is
+    capturing unless the cache file has a choice."""
     if key in chosen:
         return chosen[key][0]
-    if not (ENABLED and on_gpu) or torch.cuda.is_current_stream_capturing():
+    if not (ENABLED and on_gpu):
         return default
-    cached = _cached(key, candidates)
+    cached = _cached(key, candidates)     # no GPU work: usable while a graph is being captured too
     if cached is not None:
         chosen[key] = (cached, {cached: FROM_CACHE})
         return cached
+    if torch.cuda.is_current_stream_capturing():
+        return default
     timings, best, best_ms = {}, default, float("inf")
     for cfg in candidates:
         try:

@@ -80,10 +80,12 @@ def test_choices_persist_in_the_cache_file(fake_gpu, monkeypatch, tmp_path):
     stored = json.loads(path.read_text())
     assert len(stored) == 1 and list(stored.values()) == [[2048, 4, 0]] and "Fake GPU" in next(iter(stored))
     assert not list(path.parent.glob("*.tmp"))                    # written through a temporary file
-    # a new process: the stored choice is used without launching anything
+    # a new process: the stored choice is used without launching anything, even while capturing a graph
     monkeypatch.setattr(kernel_tuning, "chosen", {})
     calls.clear()
+    fake_gpu["capturing"] = True
     assert kernel_tuning.pick(key, tuples, launch, default=(1024, 4, 0)) == (2048, 4, 0) and calls == []
+    fake_gpu["capturing"] = False
     assert kernel_tuning.chosen[key] == ((2048, 4, 0), {(2048, 4, 0): kernel_tuning.FROM_CACHE})
     # a stored choice that is no longer a candidate, or another GPU: timed again
     monkeypatch.setattr(kernel_tuning, "chosen", {})
