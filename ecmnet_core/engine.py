@@ -250,9 +250,8 @@ class SegmentationEngine:
                      kernel_options=None):
         self.metadata = meta
         model = model.eval()
-        compiled_on_cuda = bool(compile_) and self.device.type == "cuda"
         if depthwise_as_shifts is None:
-            depthwise_as_shifts = compiled_on_cuda
+            depthwise_as_shifts = bool(compile_) and self.device.type == "cuda"
         kernel_options = dict(kernel_options or {})
         for name, default in default_kernel_options(compile_, self.device, fold_bn).items():
             if kernel_options.get(name) is None:

@@ -120,7 +120,7 @@ def _store(key, cfg):
     if CACHE_PATH is None:
         return
     data = _read()
-    data[_file_key(key)] = list(cfg) if isinstance(cfg, tuple) else cfg
+    data[_file_key(key)] = cfg          # tuples are written as JSON lists; _tuple reads them back
     tmp = None
     try:
         CACHE_PATH.parent.mkdir(parents=True, exist_ok=True)
