@@ -1,4 +1,4 @@
-"""Depthwise convolution, bilinear resize and 3x3 conv + PReLU for channels_last GPU tensors, one
+"""Depthwise convolution, bilinear resize and conv + PReLU for channels_last GPU tensors, one
 Triton launch each.
 
 Why: at batch 1 and 1024x2048, cuDNN's depthwise kernel for fp16 channels_last
@@ -43,9 +43,12 @@ def resize_bilinear(x, size: Sequence[int]):
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
 
 
-def conv3x3_prelu(x, weight_t, bias, prelu, weight):
-    """PReLU(F.conv2d(x, weight, bias, padding=1)); the kernel takes weight_t = weight permuted to
-    (3, 3, CI, CO), flattened to (9 * CI, CO)."""
-    if _use_kernel(x) and weight_t.shape[-1] <= MAX_KERNEL_CHANNELS:
-        return _ops.conv3x3_prelu_op(x, weight_t, bias, prelu)
-    return F.prelu(F.conv2d(x, weight, bias, 1, 1), prelu)
+def conv_prelu(x, weight, weight_t, bias, prelu=None):
+    """PReLU(F.conv2d(x, weight, bias, padding=(KH // 2, KW // 2))) for an odd KH x KW kernel, stride 1
+    (prelu None: the conv alone); the kernel takes weight_t = weight permuted to (KH, KW, CI, CO),
+    flattened to (KH * KW * CI, CO)."""
+    if _use_kernel(x) and weight.shape[0] <= MAX_KERNEL_CHANNELS:
+        return _ops.conv_prelu_op(x, weight, weight_t, bias, prelu)
+    kh, kw = weight.shape[-2:]
+    y = F.conv2d(x, weight, bias, 1, (kh // 2, kw // 2))
+    return F.prelu(y, prelu) if prelu is not None else y

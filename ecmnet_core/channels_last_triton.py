@@ -4,10 +4,12 @@ The kernels work on one output row segment per program: BLOCK_P pixels x all cha
 (padded to a power of two), so that with channels_last tensors every load and store is one
 contiguous run of memory. cuDNN's depthwise kernel for fp16 channels_last and Inductor's
 bilinear resize of a 19-channel channels_last tensor both walk the channel axis with a
-stride instead (45 us and 165 us per call at ECMNet's 1024x2048 shapes on an H100). The
-3x3 conv + PReLU kernel is for ECMNet's stem at 1/2 resolution, where cuDNN's kernel (63 us
-per call in one profile) and the separate PReLU pass (18 us) take four times the ~20 us that
-reading and writing the two 33 MB tensors needs at the H100's bandwidth.
+stride instead (45 us and 165 us per call at ECMNet's 1024x2048 shapes on an H100). The conv +
+PReLU kernel is an implicit GEMM for the stem's 3x3 convs at 1/2 resolution and EDAB's 3x1 and
+1x3 convs: cuDNN's kernels at these small channel counts took 3-4 times what reading and writing
+their tensors needs at the H100's bandwidth (stem: 63 us per call, plus 18 us for the separate
+PReLU pass, against ~20 us), and Inductor runs each PReLU as a pass of its own. It is timed
+against cuDNN per shape (kernel_tuning), so it runs only where it is faster.
 Accumulation is fp32; the result is rounded once to the input dtype.
 """
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 from typing import List, Optional
 
 import torch
+import torch.nn.functional as F
 import triton
 import triton.language as tl
 
@@ -96,31 +99,39 @@ def _bilinear_flat_kernel(X, Y, H_in, W_in, W_out, N, scale_h, scale_w, sx_b, sx
 
 
 @triton.jit
-def _conv3x3_prelu_kernel(X, Wt, Bias, A, Y, CI, CO, H, W,
-                          sx_b, sx_c, sx_h, sx_w, sy_b, sy_c, sy_h, sy_w,
-                          DOT_IEEE: tl.constexpr, EVEN_I: tl.constexpr, EVEN_O: tl.constexpr,
-                          BP: tl.constexpr, BCI: tl.constexpr, BCO: tl.constexpr):
-    # implicit GEMM: nine shifted (pixels x CI) tiles times (CI x CO) weight slices, bias + PReLU fused
-    h, b, p, ci, cim = row_segment(CI, BP, BCI)
+def _conv_prelu_kernel(X, Wt, Bias, A, Y, CI, CO, H, W,
+                       sx_b, sx_c, sx_h, sx_w, sy_b, sy_c, sy_h, sy_w,
+                       KH: tl.constexpr, KW: tl.constexpr, HAS_PRELU: tl.constexpr, DOT_IEEE: tl.constexpr,
+                       EVEN_I: tl.constexpr, EVEN_O: tl.constexpr, BP: tl.constexpr, BCI: tl.constexpr,
+                       BK: tl.constexpr, BCO: tl.constexpr):
+    # implicit GEMM (pixels x KH*KW*CI) @ (KH*KW*CI x CO), bias (+ PReLU) fused. The K axis is walked
+    # in chunks of BK gathered from the shifted rows and columns: a chunk of several taps is one dot
+    # (BK = BCI: one dot per tap, as cuDNN's implicit GEMM does)
+    h, b, p, _, _ = row_segment(CI, BP, BCI)
     co = tl.arange(0, BCO)
     com = co < CO
     acc = tl.zeros([BP, BCO], tl.float32)
-    for i in tl.static_range(3):
-        hh = h + i - 1
-        for j in tl.static_range(3):
-            ww = p + j - 1
-            ok = (ww * 0 + hh >= 0) & (ww * 0 + hh < H) & (ww >= 0) & (ww < W)
-            xt = tl.load(X + b * sx_b + hh * sx_h + ww[:, None] * sx_w + ci[None, :] * sx_c,
-                         mask=tile_mask(ok, cim, EVEN_I), other=0.0)
-            wt = tl.load(Wt + ((i * 3 + j) * CI + ci[:, None]) * CO + co[None, :],
-                         mask=cim[:, None] & com[None, :], other=0.0)
-            if DOT_IEEE:
-                acc += tl.dot(xt.to(tl.float32), wt.to(tl.float32), input_precision="ieee")
-            else:
-                acc += tl.dot(xt, wt)
+    for k0 in tl.static_range(0, KH * KW * BCI, BK):
+        k = k0 + tl.arange(0, BK)
+        tap = k // BCI
+        ci = k % BCI
+        hh = h + tap // KW - KH // 2
+        dw = tap % KW - KW // 2
+        k_ok = tap < KH * KW
+        if not EVEN_I:
+            k_ok = k_ok & (ci < CI)
+        ww = p[:, None] + dw[None, :]
+        m = (k_ok & (hh >= 0) & (hh < H))[None, :] & (ww >= 0) & (ww < W)
+        xt = tl.load(X + b * sx_b + hh[None, :] * sx_h + ww * sx_w + ci[None, :] * sx_c, mask=m, other=0.0)
+        wt = tl.load(Wt + (tap * CI + ci)[:, None] * CO + co[None, :], mask=k_ok[:, None] & com[None, :], other=0.0)
+        if DOT_IEEE:
+            acc += tl.dot(xt.to(tl.float32), wt.to(tl.float32), input_precision="ieee")
+        else:
+            acc += tl.dot(xt, wt)
     acc += tl.load(Bias + co, mask=com, other=0.0).to(tl.float32)[None, :]
-    a = tl.load(A + co, mask=com, other=0.0).to(tl.float32)[None, :]
-    acc = tl.where(acc >= 0.0, acc, acc * a)
+    if HAS_PRELU:
+        a = tl.load(A + co, mask=com, other=0.0).to(tl.float32)[None, :]
+        acc = tl.where(acc >= 0.0, acc, acc * a)
     tl.store(Y + b * sy_b + h * sy_h + p[:, None] * sy_w + co[None, :] * sy_c, acc.to(Y.dtype.element_ty),
              mask=tile_mask(p < W, com, EVEN_O))
 
@@ -154,30 +165,49 @@ def depthwise_conv2d_triton(x, weight, bias, dilation, config=None):
     return out
 
 
-def conv3x3_prelu_triton(x, weight_t, bias, prelu, config=None):
-    """PReLU(conv3x3(x) + bias), stride 1, padding 1: weight_t is the conv weight (CO, CI, 3, 3)
-    permuted to (3, 3, CI, CO) and flattened to (9 * CI, CO), prelu the per-channel slopes (CO).
-    Output in x's memory format."""
+# conv_prelu: (pixels per program, K chunk as a multiple of the padded input channels, warps), or
+# cuDNN (F.conv2d, then F.prelu): timed per shape on first use, so the kernel runs only where it wins
+CONV_PRELU_CANDIDATES = ((64, 1, 4), (64, 2, 4), (64, 4, 4), (128, 1, 4), (128, 2, 8), ("cudnn",))
+CONV_PRELU_DEFAULT = (64, 1, 4)
+MAX_CHUNK = 16384          # pixels x K chunk: the gathered input tile stays in registers
+
+
+def conv_prelu_triton(x, weight, weight_t, bias, prelu=None, config=None):
+    """PReLU(F.conv2d(x, weight, bias, padding=(KH // 2, KW // 2))) for odd KH x KW, stride 1, groups 1
+    (prelu None: no activation). weight_t is weight permuted to (KH, KW, CI, CO) and flattened to
+    (KH * KW * CI, CO); prelu the per-channel slopes (CO). Output in x's memory format."""
     b, ci, h, w = x.shape
-    co = weight_t.shape[-1]
-    if tuple(weight_t.shape) != (9 * ci, co) or bias.shape != (co,) or prelu.shape != (co,):
-        raise ValueError(f"conv3x3_prelu: weight {tuple(weight_t.shape)}, bias {tuple(bias.shape)}, PReLU "
-                         f"{tuple(prelu.shape)} do not fit input {tuple(x.shape)}")
+    co, _, kh, kw = weight.shape
+    if (tuple(weight.shape) != (co, ci, kh, kw) or kh % 2 == 0 or kw % 2 == 0
+            or tuple(weight_t.shape) != (kh * kw * ci, co) or bias.shape != (co,)
+            or (prelu is not None and prelu.shape != (co,))):
+        raise ValueError(f"conv_prelu: weight {tuple(weight.shape)} / {tuple(weight_t.shape)}, bias "
+                         f"{tuple(bias.shape)}, PReLU {None if prelu is None else tuple(prelu.shape)} do not fit "
+                         f"input {tuple(x.shape)} (expected odd kernel sizes and weight_t (KH*KW*CI, CO))")
     fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
-    out = torch.empty((b, co, h, w), device=x.device, dtype=x.dtype, memory_format=fmt)
-    bco = max(16, triton.next_power_of_2(co))
+    bci, bco = max(16, triton.next_power_of_2(ci)), max(16, triton.next_power_of_2(co))
     weight_t = weight_t.contiguous()
 
     def launch(cfg):
-        bp, bci = row_segment_blocks(ci, cfg[0])
-        bp = max(16, min(bp, cfg[0] // bco))
-        _conv3x3_prelu_kernel[(triton.cdiv(w, bp), h, b)](
-            x, weight_t, bias, prelu, out, ci, co, h, w, *x.stride(), *out.stride(),
-            DOT_IEEE=x.dtype == torch.float32, EVEN_I=is_even(ci, bci), EVEN_O=is_even(co, bco), BP=bp, BCI=bci,
-            BCO=bco, num_warps=cfg[1])
+        if cfg[0] == "cudnn":
+            y = F.conv2d(x, weight, bias, 1, (kh // 2, kw // 2))
+            return (F.prelu(y, prelu) if prelu is not None else y).contiguous(memory_format=fmt)
+        bp, chunk, warps = cfg
+        bk = min(chunk * bci, triton.next_power_of_2(kh * kw * bci))
+        if bp * bk > MAX_CHUNK:
+            raise ValueError(f"conv_prelu: {bp} pixels x {bk} K values exceed {MAX_CHUNK} per program")
+        out = torch.empty((b, co, h, w), device=x.device, dtype=x.dtype, memory_format=fmt)
+        _conv_prelu_kernel[(triton.cdiv(w, bp), h, b)](
+            x, weight_t, bias, prelu if prelu is not None else bias, out, ci, co, h, w, *x.stride(), *out.stride(),
+            KH=kh, KW=kw, HAS_PRELU=prelu is not None, DOT_IEEE=x.dtype == torch.float32, EVEN_I=ci == bci,
+            EVEN_O=co == bco, BP=bp, BCI=bci, BK=bk, BCO=bco, num_warps=warps)
+        return out
 
-    launch(_tuned("conv3x3_prelu", x, (co,), launch, config))
-    return out
+    if config is None:
+        config = kernel_tuning.pick(("conv_prelu", x.dtype, tuple(x.shape), tuple(x.stride()),
+                                     (co, kh, kw, prelu is not None)), CONV_PRELU_CANDIDATES, launch,
+                                    CONV_PRELU_DEFAULT, on_gpu=x.is_cuda)
+    return launch(config)
 
 
 # resize launch candidates, timed per shape on first use (kernel_tuning): row segments x padded
@@ -240,13 +270,14 @@ def _(x, size):
     return torch.empty((x.shape[0], x.shape[1], *size), device=x.device, dtype=x.dtype, memory_format=fmt)
 
 
-@torch.library.custom_op("ecmnet::conv3x3_prelu", mutates_args=())
-def conv3x3_prelu_op(x: torch.Tensor, weight_t: torch.Tensor, bias: torch.Tensor, prelu: torch.Tensor) -> torch.Tensor:
-    return conv3x3_prelu_triton(x, weight_t, bias, prelu)
+@torch.library.custom_op("ecmnet::conv_prelu", mutates_args=())
+def conv_prelu_op(x: torch.Tensor, weight: torch.Tensor, weight_t: torch.Tensor, bias: torch.Tensor,
+                  prelu: Optional[torch.Tensor]) -> torch.Tensor:
+    return conv_prelu_triton(x, weight, weight_t, bias, prelu)
 
 
-@conv3x3_prelu_op.register_fake
-def _(x, weight_t, bias, prelu):
+@conv_prelu_op.register_fake
+def _(x, weight, weight_t, bias, prelu):
     fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
-    return torch.empty((x.shape[0], weight_t.shape[-1], *x.shape[2:]), device=x.device, dtype=x.dtype,
+    return torch.empty((x.shape[0], weight.shape[0], *x.shape[2:]), device=x.device, dtype=x.dtype,
                        memory_format=fmt)

@@ -19,7 +19,8 @@ import torch
 import torch.nn as nn
 
 from .dda_gate import dda_gates
-from .inference_rewrites import _ChannelAttentionTaps, _FusedDualDirectionAttention, folded_conv_prelu, prelu_slopes
+from .inference_rewrites import (_ChannelAttentionTaps, _FusedDualDirectionAttention, _KernelConvPReLU,
+                                 folded_conv_prelu, prelu_slopes)
 from .layers import ChannelAttention
 from .triton_kernels import load_kernels
 
@@ -163,9 +164,15 @@ def edab_finish(t, v, x, packed, gates, ca, ca_weight, expand_t, shuffle_src, ne
                                pairs)
 
 
+def conv_without_prelu(seq, x):
+    """A BN-folded ConvBNAct's convolution without its PReLU (edab_vertical and edab_finish apply
+    the 1x3 conv's PReLU as they load its output)."""
+    return seq.conv_only(x) if type(seq) is _KernelConvPReLU else seq[0](x)
+
+
 class FusedEDABStage(nn.Module):
-    """An EDAB stage whose blocks run conv3x1 -> conv1x3 (cuDNN) -> edab_vertical -> edab_pool ->
-    dda_gates -> edab_finish on CUDA with Triton; the stage's own modules everywhere else."""
+    """An EDAB stage whose blocks run conv3x1 -> conv1x3 (conv_prelu kernels or cuDNN) -> edab_vertical
+    -> edab_pool -> dda_gates -> edab_finish on CUDA with Triton; the stage's own modules elsewhere."""
 
     def __init__(self, stage: nn.Sequential, packs: list):
         super().__init__()
@@ -183,7 +190,7 @@ class FusedEDABStage(nn.Module):
         p = self.stage[0].pre(x)
         last = len(self.stage) - 1
         for i, (blk, k) in enumerate(zip(self.stage, self.kernels)):
-            t = blk.conv1x3[0](blk.conv3x1(blk.reduce(p)))
+            t = conv_without_prelu(blk.conv1x3, blk.conv3x1(blk.reduce(p)))
             v = vertical(t, k.packed, k.dilation)
             pooled, ca = split_means(pool(v, k.packed, k.dilation))
             dda = blk.atrous[2]

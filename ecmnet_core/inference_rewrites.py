@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .channels_last_ops import conv3x3_prelu, depthwise_conv2d, resize_bilinear
+from .channels_last_ops import conv_prelu, depthwise_conv2d, resize_bilinear
 from .dda_gate import dda_gates
 
 
@@ -119,7 +119,10 @@ class _KernelDepthwiseConv(nn.Module):
 
 
 def folded_conv_prelu(seq):
-    """(conv, PReLU) of a BN-folded ConvBNAct ([conv with bias, Identity, PReLU]), else None."""
+    """(conv, PReLU) of a BN-folded ConvBNAct ([conv with bias, Identity, PReLU], or that pair as a
+    _KernelConvPReLU), else None."""
+    if type(seq) is _KernelConvPReLU:
+        return seq.conv, seq.act
     if not (isinstance(seq, nn.Sequential) and len(seq) == 3 and type(seq[1]) is nn.Identity
             and type(seq[2]) is nn.PReLU and getattr(seq[0], "bias", None) is not None):
         return None
@@ -131,29 +134,35 @@ def prelu_slopes(prelu: nn.PReLU, channels: int) -> torch.Tensor:
     return prelu.weight.detach().float().expand(channels).clone()
 
 
-class _KernelConv3x3PReLU(nn.Module):
-    """A BN-folded 3x3 ConvBNAct ([conv with bias, Identity, PReLU], stride 1, padding 1) through
-    channels_last_ops.conv3x3_prelu: one launch on CUDA (the stem's two 32-channel convs)."""
+class _KernelConvPReLU(nn.Module):
+    """A BN-folded ConvBNAct ([conv with bias, Identity, PReLU], odd 'same' kernel, stride 1, groups
+    1) through channels_last_ops.conv_prelu: one launch on CUDA with the PReLU fused (the stem's
+    3x3 convs, EDAB's 3x1 and 1x3 convs), or cuDNN where that is faster for the shape."""
+
+    KERNELS = ((3, 3), (3, 1), (1, 3))
 
     def __init__(self, seq: nn.Sequential):
         super().__init__()
-        conv, prelu = seq[0], seq[2]
-        self.weight, self.bias = conv.weight, conv.bias
-        # (3 * 3 * CI, CO): 2-D, so that .to(memory_format=channels_last) leaves it as it is
-        self.register_buffer("weight_t", conv.weight.detach().permute(2, 3, 1, 0).reshape(-1, conv.out_channels)
-                             .contiguous())
-        self.register_buffer("prelu", prelu_slopes(prelu, conv.out_channels))
+        self.conv, self.act = seq[0], seq[2]
+        # (KH * KW * CI, CO): 2-D, so that .to(memory_format=channels_last) leaves it as it is
+        self.register_buffer("weight_t", self.conv.weight.detach().permute(2, 3, 1, 0)
+                             .reshape(-1, self.conv.out_channels).contiguous())
+        self.register_buffer("prelu", prelu_slopes(self.act, self.conv.out_channels))
 
-    @staticmethod
-    def fits(seq) -> bool:
-        found = folded_conv_prelu(seq)
+    @classmethod
+    def fits(cls, seq) -> bool:
+        found = folded_conv_prelu(seq) if isinstance(seq, nn.Sequential) else None
         conv = found[0] if found else None
-        return (type(conv) is nn.Conv2d and conv.kernel_size == (3, 3) and conv.stride == (1, 1)
-                and conv.padding == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1
-                and conv.padding_mode == "zeros")
+        return (type(conv) is nn.Conv2d and conv.kernel_size in cls.KERNELS and conv.stride == (1, 1)
+                and conv.padding == (conv.kernel_size[0] // 2, conv.kernel_size[1] // 2)
+                and conv.dilation == (1, 1) and conv.groups == 1 and conv.padding_mode == "zeros")
 
     def forward(self, x):
-        return conv3x3_prelu(x, self.weight_t, self.bias, self.prelu, self.weight)
+        return conv_prelu(x, self.conv.weight, self.weight_t, self.conv.bias, self.prelu)
+
+    def conv_only(self, x):
+        """The convolution without its PReLU (fused EDAB stages apply that PReLU in their kernels)."""
+        return conv_prelu(x, self.conv.weight, self.weight_t, self.conv.bias)
 
 
 class _KernelResize(nn.Module):
@@ -301,8 +310,8 @@ def optimize_for_inference(model: nn.Module, fold_bn: bool = True, depthwise_as_
     (for torch.compile) writes depthwise convolutions of up to MAX_SHIFT_TAPS taps and
     channel attention's 1-D convolution as shifted multiply-adds, which the compiler fuses
     with their neighbours. `channels_last_kernels` runs the other depthwise convolutions,
-    the final logits resize and the stem's 3x3 conv + PReLU pairs through channels_last_ops
-    (Triton kernels on CUDA).
+    the final logits resize and the conv + PReLU pairs of the stem (3x3) and of EDAB (3x1, 1x3)
+    through channels_last_ops (Triton kernels on CUDA; cuDNN for the convs it runs faster).
     `fused_edab` runs each EDAB stage's blocks after their 1x3 convolution as the kernels of
     edab_fused.py on CUDA (needs fold_bn). Both are off here; SegmentationEngine turns them on
     for torch.compile on CUDA (engine.default_kernel_options; timings: docs/benchmarks/inference.md).
@@ -338,8 +347,8 @@ def optimize_for_inference(model: nn.Module, fold_bn: bool = True, depthwise_as_
                 module._modules[name] = _KernelDepthwiseConv(child)
             elif channels_last_kernels and type(child) is BilinearResize:
                 module._modules[name] = _KernelResize()
-            elif channels_last_kernels and _KernelConv3x3PReLU.fits(child):
-                module._modules[name] = _KernelConv3x3PReLU(child)
+            elif channels_last_kernels and _KernelConvPReLU.fits(child):
+                module._modules[name] = _KernelConvPReLU(child)
     if fused_edab:
         from .edab_fused import FusedEDABStage, pack_stage
 

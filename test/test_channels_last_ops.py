@@ -1,4 +1,4 @@
-"""channels_last_ops: the Triton depthwise-conv, bilinear-resize and 3x3 conv + PReLU kernels compute
+"""channels_last_ops: the Triton depthwise-conv, bilinear-resize and conv + PReLU kernels compute
 PyTorch's operators (on CUDA; and on CPU through Triton's interpreter where Triton is installed), and the
 dispatchers fall back to those operators elsewhere."""
 import importlib
@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ecmnet_core.channels_last_ops import conv3x3_prelu, depthwise_conv2d, resize_bilinear
+from ecmnet_core.channels_last_ops import conv_prelu, depthwise_conv2d, resize_bilinear
 
 # (channels, height, width, kernel, dilation): ECMNet's MSAU 7x7, EDAB 3x1 / dilated 1x3, FFN 3x3,
 # plus odd sizes and channel counts that are not powers of two
@@ -17,22 +17,27 @@ DEPTHWISE_CASES = [(32, 37, 70, (7, 7), 1), (24, 19, 33, (3, 1), 4), (16, 21, 40
 RESIZE_CASES = [(19, 23, 31, 46, 62), (3, 7, 5, 15, 11), (19, 10, 12, 5, 7), (150, 9, 9, 9, 9)]
 
 
-# (in channels, out channels, H, W): ECMNet's stem (32 -> 32), channel counts that are not powers of two
-CONV_CASES = [(32, 32, 9, 40), (3, 20, 7, 5), (24, 64, 1, 33)]
+# (in channels, out channels, H, W, kernel): ECMNet's stem (32 -> 32, 3x3) and EDAB's merged 3x1
+# (2C -> C) and 1x3 (C -> C), channel counts that are not powers of two
+CONV_CASES = [(32, 32, 9, 40, (3, 3)), (3, 20, 7, 5, (3, 3)), (24, 64, 1, 33, (3, 3)), (64, 32, 6, 19, (3, 1)),
+              (32, 32, 5, 23, (1, 3)), (40, 20, 4, 9, (3, 1)), (20, 20, 3, 18, (1, 3))]
 
 
-def _conv_inputs(ci, co, h, w, dtype, device):
+def _conv_inputs(ci, co, h, w, kernel, dtype, device):
     g = torch.Generator().manual_seed(ci + co + h)
+    kh, kw = kernel
     x = torch.randn(2, ci, h, w, generator=g).to(device, dtype).contiguous(memory_format=torch.channels_last)
-    weight = (torch.randn(co, ci, 3, 3, generator=g) / (3 * ci ** 0.5)).to(device, dtype)
+    weight = (torch.randn(co, ci, kh, kw, generator=g) / ((kh * kw * ci) ** 0.5)).to(device, dtype)
     bias = torch.randn(co, generator=g).to(device, dtype)
     prelu = (torch.rand(co, generator=g) - 0.5).to(device, dtype)
-    weight_t = weight.permute(2, 3, 1, 0).reshape(9 * ci, co).contiguous()
+    weight_t = weight.permute(2, 3, 1, 0).reshape(kh * kw * ci, co).contiguous()
     return x, weight, weight_t, bias, prelu
 
 
 def _conv_prelu_reference(x, weight, bias, prelu):
-    return F.prelu(F.conv2d(x.double(), weight.double(), bias.double(), 1, 1), prelu.double())
+    kh, kw = weight.shape[-2:]
+    y = F.conv2d(x.double(), weight.double(), bias.double(), 1, (kh // 2, kw // 2))
+    return F.prelu(y, prelu.double()) if prelu is not None else y
 
 
 def _depthwise_inputs(c, h, w, kernel, d, dtype, device, bias=True):
@@ -59,9 +64,12 @@ def test_dispatchers_are_the_pytorch_operators_on_cpu():
     torch.testing.assert_close(depthwise_conv2d(x, weight, b, dilation),
                                _conv_reference(x, weight, b, dilation).float())
     torch.testing.assert_close(resize_bilinear(x, (20, 9)), _resize_reference(x, (20, 9)).float())
-    x, weight, weight_t, bias, prelu = _conv_inputs(5, 7, 6, 9, torch.float32, "cpu")
-    torch.testing.assert_close(conv3x3_prelu(x, weight_t, bias, prelu, weight),
-                               _conv_prelu_reference(x, weight, bias, prelu).float())
+    for kernel in ((3, 3), (1, 3)):
+        x, weight, weight_t, bias, prelu = _conv_inputs(5, 7, 6, 9, kernel, torch.float32, "cpu")
+        torch.testing.assert_close(conv_prelu(x, weight, weight_t, bias, prelu),
+                                   _conv_prelu_reference(x, weight, bias, prelu).float())
+        torch.testing.assert_close(conv_prelu(x, weight, weight_t, bias),
+                                   _conv_prelu_reference(x, weight, bias, None).float())
 
 
 def _has_cuda_triton():
@@ -100,14 +108,33 @@ def test_triton_resize_matches_interpolate(dtype, tol, case, channels_last):
 
 @pytest.mark.skipif(not _has_cuda_triton(), reason="needs CUDA and Triton")
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.float16, 2e-2), (torch.bfloat16, 1e-1)])
-@pytest.mark.parametrize("case", CONV_CASES + [(32, 32, 64, 512)])
-def test_triton_conv3x3_prelu_matches_conv2d(dtype, tol, case):
-    from ecmnet_core.channels_last_triton import conv3x3_prelu_triton
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_triton_conv_prelu_matches_conv2d(dtype, tol, case):
+    from ecmnet_core.channels_last_triton import CONV_PRELU_DEFAULT, conv_prelu_triton
 
     x, weight, weight_t, bias, prelu = _conv_inputs(*case, dtype, "cuda")
-    got = conv3x3_prelu_triton(x, weight_t, bias, prelu)
-    assert got.dtype == dtype and got.is_contiguous(memory_format=torch.channels_last)
-    torch.testing.assert_close(got.double(), _conv_prelu_reference(x, weight, bias, prelu), rtol=tol, atol=tol)
+    for config in (CONV_PRELU_DEFAULT, ("cudnn",)):
+        got = conv_prelu_triton(x, weight, weight_t, bias, prelu, config)
+        assert got.dtype == dtype and got.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(got.double(), _conv_prelu_reference(x, weight, bias, prelu), rtol=tol, atol=tol)
+
+
+@pytest.mark.skipif(not _has_cuda_triton(), reason="needs CUDA and Triton")
+@pytest.mark.parametrize("case", [(32, 32, 64, 512, (3, 3)), (128, 64, 32, 256, (3, 1)), (64, 64, 16, 128, (1, 3))])
+def test_every_conv_prelu_launch_configuration(case):
+    """ECMNet's conv shapes in fp16: each candidate the tuner may pick, with and without the PReLU."""
+    from ecmnet_core.channels_last_triton import CONV_PRELU_CANDIDATES, conv_prelu_triton
+
+    x, weight, weight_t, bias, prelu = _conv_inputs(*case, torch.float16, "cuda")
+    for config in (None,) + CONV_PRELU_CANDIDATES:           # None: the tuned choice
+        for slopes in (prelu, None):
+            try:
+                got = conv_prelu_triton(x, weight, weight_t, bias, slopes, config)
+            except ValueError as exc:                         # a program too large for this shape
+                assert "exceed" in str(exc) and config is not None
+                continue
+            torch.testing.assert_close(got.double(), _conv_prelu_reference(x, weight, bias, slopes), rtol=2e-2,
+                                       atol=2e-2)
 
 
 @pytest.mark.skipif(not _has_cuda_triton(), reason="needs CUDA and Triton")
@@ -147,12 +174,14 @@ for c, h, w, oh, ow in RESIZE_CASES:
     for config in T.RESIZE_CANDIDATES[:2] + (("flat", 64, 4),):    # row segments; flat rows, several blocks per row
         torch.testing.assert_close(T.resize_bilinear_triton(x, (oh, ow), config).double(),
                                    _resize_reference(x, (oh, ow)), rtol=1e-5, atol=1e-5)
-for ci, co, h, w in CONV_CASES:
-    x, weight, weight_t, bias, prelu = _conv_inputs(ci, co, h, w, torch.float32, "cpu")
-    for config in (None, T.CONV_CANDIDATES[-1]):
-        torch.testing.assert_close(T.conv3x3_prelu_triton(x, weight_t, bias, prelu, config).double(),
-                                   _conv_prelu_reference(x, weight, bias, prelu), rtol=1e-4, atol=1e-4)
-torch.library.opcheck(T.conv3x3_prelu_op, (x, weight_t, bias, prelu))
+for case in CONV_CASES:
+    x, weight, weight_t, bias, prelu = _conv_inputs(*case, torch.float32, "cpu")
+    for config in (None, (16, 4, 1), (32, 2, 4)):   # the default (one tap per dot); 4 taps per dot; 2 taps
+        for slopes in (prelu, None):
+            torch.testing.assert_close(T.conv_prelu_triton(x, weight, weight_t, bias, slopes, config).double(),
+                                       _conv_prelu_reference(x, weight, bias, slopes), rtol=1e-4, atol=1e-4)
+torch.library.opcheck(T.conv_prelu_op, (x, weight, weight_t, bias, prelu))
+torch.library.opcheck(T.conv_prelu_op, (x, weight, weight_t, bias, None))
 # the registered operators: schema, fake (meta) implementation and real one agree (shapes, strides)
 x, w, b, d = _depthwise_inputs(32, 9, 20, (7, 7), 1, torch.float32, "cpu")
 torch.library.opcheck(T.depthwise_conv2d_op, (x, w, b, list(d)))

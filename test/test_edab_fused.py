@@ -9,7 +9,7 @@ import torch
 from ecmnet_core import kernel_tuning
 from ecmnet_core.edab import EDAB, edab_stage
 from ecmnet_core.edab_fused import PACKED_ROWS, FusedEDABStage, is_pairs, pack_edab, pack_stage
-from ecmnet_core.inference_rewrites import optimize_for_inference
+from ecmnet_core.inference_rewrites import _KernelConvPReLU, optimize_for_inference
 from ecmnet_core.layers import DualDirectionAttention
 
 # (block width, dilations of the stage's blocks, H, W, shifts): ECMNet's widths and rates (its
@@ -46,19 +46,20 @@ def stage_input(batch, width, h, w, device="cpu"):
     return x.contiguous(memory_format=torch.channels_last)
 
 
-def fused_stage(width, dilations, shifts, seed=0):
+def fused_stage(width, dilations, shifts, seed=0, conv_kernels=False):
     """A BN-folded, rewritten EDAB stage with random BN statistics and PReLU slopes, and its fused form
-    (it shares the stage's modules)."""
+    (it shares the stage's modules); conv_kernels: its 3x1 and 1x3 convs through conv_prelu."""
     torch.manual_seed(seed)
     stage = edab_stage(width, dilations).eval()
     _perturb(stage, seed)
     wrapper = torch.nn.Sequential(stage).eval()
-    optimize_for_inference(wrapper, depthwise_as_shifts=shifts, fused_edab=True)
+    optimize_for_inference(wrapper, depthwise_as_shifts=shifts, channels_last_kernels=conv_kernels, fused_edab=True)
     assert type(wrapper[0]) is FusedEDABStage
     return stage, wrapper[0]
 
 
-def test_every_ecmnet_stage_is_fused_and_cpu_runs_the_modules(tiny_checkpoint):
+@pytest.mark.parametrize("conv_kernels", [False, True])
+def test_every_ecmnet_stage_is_fused_and_cpu_runs_the_modules(tiny_checkpoint, conv_kernels):
     from ecmnet_core.checkpoint import load_model
 
     model, _ = load_model(tiny_checkpoint)
@@ -66,10 +67,11 @@ def test_every_ecmnet_stage_is_fused_and_cpu_runs_the_modules(tiny_checkpoint):
     x = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
         ref = model(x)
-        opt = optimize_for_inference(copy.deepcopy(model), fused_edab=True)
+        opt = optimize_for_inference(copy.deepcopy(model), channels_last_kernels=conv_kernels, fused_edab=True)
         got = opt(x)
     stages = [m for m in opt.modules() if type(m) is FusedEDABStage]
     assert len(stages) == 6 and sum(len(s.stage) for s in stages) == 21
+    assert all((type(b.conv1x3) is _KernelConvPReLU) == conv_kernels for s in stages for b in s.stage)
     torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
 
 
@@ -126,11 +128,12 @@ def test_tuned_launch_configurations_give_the_same_values(monkeypatch):
 # fp16: the convolutions around the fused part run in fp16 too (cuDNN); compared with fp32 modules
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.float16, 5e-2)])
 @pytest.mark.parametrize("case", CASES + [(128, (1, 2, 4, 8), 128, 256, True)])
-def test_fused_kernels_match_the_stage_on_cuda(case, dtype, tol):
+@pytest.mark.parametrize("conv_kernels", [False, True])
+def test_fused_kernels_match_the_stage_on_cuda(case, dtype, tol, conv_kernels):
     from ecmnet_core.edab_fused_triton import edab_finish_op, edab_pool_op, edab_vertical_op
 
     width, dilations, h, w, shifts = case
-    stage, fused = fused_stage(width, dilations, shifts)
+    stage, fused = fused_stage(width, dilations, shifts, conv_kernels=conv_kernels)
     reference = copy.deepcopy(stage).cuda()                  # fp32 modules
     fused = fused.cuda().to(dtype)
     x = stage_input(2, width, h, w, "cuda").to(dtype)
@@ -151,7 +154,7 @@ def test_fused_kernels_match_the_stage_on_cuda(case, dtype, tol):
 
 @pytest.mark.skipif(not _cuda_triton(), reason="needs CUDA and Triton")
 def test_fused_stage_compiles_and_replays_in_a_cuda_graph():
-    _, fused = fused_stage(64, (2, 4), True)
+    _, fused = fused_stage(64, (2, 4), True, conv_kernels=True)         # as the compiled engine runs it
     fused = fused.cuda().half()
     x = stage_input(1, 64, 64, 128, "cuda").half()
     with torch.no_grad():
@@ -171,8 +174,8 @@ import torch
 from ecmnet_core import edab_fused_triton as T
 from ecmnet_core.edab_fused import split_means
 from test_edab_fused import CASES, fused_stage, stage_input, _run_fused
-for width, dilations, h, w, shifts in CASES:
-    stage, fused = fused_stage(width, dilations, shifts)
+for i, (width, dilations, h, w, shifts) in enumerate(CASES):
+    stage, fused = fused_stage(width, dilations, shifts, conv_kernels=i % 2 == 1)   # 1x3 conv without its PReLU
     x = stage_input(2, width, h, w)
     with torch.no_grad():
         ref = stage(x)

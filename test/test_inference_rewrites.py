@@ -8,10 +8,10 @@ import torch
 from ecmnet_core.checkpoint import load_model
 from ecmnet_core.dda_gate import dda_gates_reference
 from ecmnet_core.inference_rewrites import (
-    _ChannelAttentionTaps, _FusedDualDirectionAttention, _is_same_depthwise, _KernelConv3x3PReLU,
+    _ChannelAttentionTaps, _FusedDualDirectionAttention, _is_same_depthwise, _KernelConvPReLU,
     _KernelDepthwiseConv, _KernelResize,
     _ShiftedDepthwiseConv,
-    fold_batchnorm, merge_pointwise_into_conv, optimize_for_inference)
+    fold_batchnorm, folded_conv_prelu, merge_pointwise_into_conv, optimize_for_inference)
 from ecmnet_core.layers import ChannelAttention, DualDirectionAttention
 
 
@@ -45,8 +45,10 @@ def test_optimized_model_is_equivalent(tiny_checkpoint, shifts, kernels):
     assert type(opt.enc1[0].local[0][0]) is (_ShiftedDepthwiseConv if shifts else plain)
     assert all(type(m.dw[0]) is plain for m in opt.msau)
     assert (type(opt.resize) is _KernelResize) == kernels
-    assert [type(m) is _KernelConv3x3PReLU for m in opt.stem] == [False, kernels, kernels]   # 3x3, stride 1
-    assert opt.enc1[0].conv3x1[0].in_channels == model.enc1[0].reduce.in_channels
+    assert [type(m) is _KernelConvPReLU for m in opt.stem] == [False, kernels, kernels]   # 3x3, stride 1
+    blk = opt.enc1[0]                   # EDAB's 3x1 (the reduction merged in) and 1x3 conv + PReLU pairs too
+    assert [type(blk.conv3x1) is _KernelConvPReLU, type(blk.conv1x3) is _KernelConvPReLU] == [kernels, kernels]
+    assert folded_conv_prelu(blk.conv3x1)[0].in_channels == model.enc1[0].reduce.in_channels
     assert (type(opt.enc2[3].local[2]) is _ChannelAttentionTaps) == shifts
     assert not any(isinstance(m, torch.nn.BatchNorm2d) and type(p).__name__ == "ConvBNAct"
                    for p in opt.modules() for m in p.children())

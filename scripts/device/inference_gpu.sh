@@ -23,6 +23,10 @@
 # EDAB_EXTRA=512/1/1,1024/2/4 times more configurations (give it a warm Triton cache or a longer limit).
 # DDA_SWEEP=1: the engine's kernel-option tests on the GPU, then benchmarks/dda_gate.py --sweep with fp32
 # means (the fused EDAB's DDA input): block sizes and warps.
+# CONVS=1: the conv + PReLU kernel (EDAB's 3x1 / 1x3 and the stem's 3x3 through channels_last_ops,
+# cuDNN where the tuner finds it faster): its GPU tests and the fused EDAB stage's with it, then
+# benchmarks/channels_last_ops.py --sections conv (every launch configuration per shape vs cuDNN).
+# DEFAULTS_TESTS=0 with DEFAULTS=1 skips its tests (after a CONVS=1 call on the same code).
 # COMPILED=1 runs only the compiled comparison (ECMNet vs peers, all with torch.compile) at
 # 1024x2048 fp16 and the node latency with compile:=true, fp16 (carry .whl/ros312).
 . "$(dirname "$0")/session.sh" /tmp/inference_gpu
@@ -33,13 +37,19 @@ if [ -n "${EDAB_CONFIGS:-}" ]; then
     ${EDAB_EXTRA:+--extra-candidates $EDAB_EXTRA}
   exit $status
 fi
+if [ -n "${CONVS:-}" ]; then
+  step pytest_convs 300 python -m pytest -q -p no:cacheprovider --durations=5 test/test_channels_last_ops.py \
+    test/test_edab_fused.py test/test_inference_rewrites.py -k "(not interpreter) and (conv or fused_stage or True)"
+  step conv_ops $(( 585 - SECONDS )) python benchmarks/channels_last_ops.py --sections conv
+  exit $status
+fi
 if [ -n "${DDA_SWEEP:-}" ]; then
   step pytest_engine_defaults 90 python -m pytest -q -p no:cacheprovider test/test_engine.py -k kernel_options
   step dda_sweep_fused $(( 585 - SECONDS )) python benchmarks/dda_gate.py --sweep --fp32-means
   exit $status
 fi
 if [ -n "${DEFAULTS:-}" ]; then
-  step pytest_defaults 170 python -m pytest -q -p no:cacheprovider --durations=5 test/test_kernel_tuning.py \
+  [ "${DEFAULTS_TESTS:-1}" = 0 ] || step pytest_defaults 170 python -m pytest -q -p no:cacheprovider --durations=5 test/test_kernel_tuning.py \
     test/test_edab_fused.py test/test_engine.py -k "(not interpreter) and (edab or tuning or tuned or kernel_options)"
   step inference_defaults 300 python benchmarks/inference.py --sizes 1024x2048 --precisions fp16 \
     --backends cuda --peers ERFNet --iters 100 --warmup 10 --compiled --compiled-only ${DEFAULT_ROWS:-} \
