@@ -166,8 +166,11 @@ def depthwise_conv2d_triton(x, weight, bias, dilation, config=None):
 
 
 # conv_prelu: (pixels per program, K chunk as a multiple of the padded input channels, warps), or
-# cuDNN (F.conv2d, then F.prelu): timed per shape on first use, so the kernel runs only where it wins
-CONV_PRELU_CANDIDATES = ((64, 1, 4), (64, 2, 4), (64, 4, 4), (128, 1, 4), (128, 2, 8), ("cudnn",))
+# cuDNN (F.conv2d, then F.prelu): timed per shape on first use, so the kernel runs only where it wins.
+# The H100 run of 2026-11-23 17:01 UTC (benchmarks/channels_last_ops.py --sections conv) timed also
+# (64, 2, 4) and (128, 2, 8): never more than 0.2 us faster than these, at ECMNet's shapes; cuDNN
+# took 3-4x as long as the best of these at each of them (it stays a candidate for other GPUs).
+CONV_PRELU_CANDIDATES = ((64, 1, 4), (128, 1, 4), (64, 4, 4), ("cudnn",))
 CONV_PRELU_DEFAULT = (64, 1, 4)
 MAX_CHUNK = 16384          # pixels x K chunk: the gathered input tile stays in registers
 

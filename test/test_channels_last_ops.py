@@ -109,7 +109,8 @@ def test_triton_resize_matches_interpolate(dtype, tol, case, channels_last):
 @pytest.mark.skipif(not _has_cuda_triton(), reason="needs CUDA and Triton")
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.float16, 2e-2), (torch.bfloat16, 1e-1)])
 @pytest.mark.parametrize("case", CONV_CASES)
-def test_triton_conv_prelu_matches_conv2d(dtype, tol, case):
+def test_triton_conv_prelu_matches_conv2d(dtype, tol, case, monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)     # the cuDNN candidate: fp32 in fp32
     from ecmnet_core.channels_last_triton import CONV_PRELU_DEFAULT, conv_prelu_triton
 
     x, weight, weight_t, bias, prelu = _conv_inputs(*case, dtype, "cuda")

@@ -25,7 +25,8 @@
 # means (the fused EDAB's DDA input): block sizes and warps.
 # CONVS=1: the conv + PReLU kernel (EDAB's 3x1 / 1x3 and the stem's 3x3 through channels_last_ops,
 # cuDNN where the tuner finds it faster): its GPU tests and the fused EDAB stage's with it, then
-# benchmarks/channels_last_ops.py --sections conv (every launch configuration per shape vs cuDNN).
+# benchmarks/channels_last_ops.py --sections conv (every launch configuration per shape vs cuDNN;
+# CONVS_BENCH=0 skips it).
 # DEFAULTS_TESTS=0 with DEFAULTS=1 skips its tests (after a CONVS=1 call on the same code).
 # COMPILED=1 runs only the compiled comparison (ECMNet vs peers, all with torch.compile) at
 # 1024x2048 fp16 and the node latency with compile:=true, fp16 (carry .whl/ros312).
@@ -40,7 +41,7 @@ fi
 if [ -n "${CONVS:-}" ]; then
   step pytest_convs 300 python -m pytest -q -p no:cacheprovider --durations=5 test/test_channels_last_ops.py \
     test/test_edab_fused.py test/test_inference_rewrites.py -k "(not interpreter) and (conv or fused_stage or True)"
-  step conv_ops $(( 585 - SECONDS )) python benchmarks/channels_last_ops.py --sections conv
+  [ "${CONVS_BENCH:-1}" = 0 ] || step conv_ops $(( 585 - SECONDS )) python benchmarks/channels_last_ops.py --sections conv
   exit $status
 fi
 if [ -n "${DDA_SWEEP:-}" ]; then
