@@ -173,6 +173,7 @@ def depthwise_conv2d_triton(x, weight, bias, dilation, config=None):
 CONV_PRELU_CANDIDATES = ((64, 1, 4), (128, 1, 4), (64, 4, 4), ("cudnn",))
 CONV_PRELU_DEFAULT = (64, 1, 4)
 MAX_CHUNK = 16384          # pixels x K chunk: the gathered input tile stays in registers
+FP32_CHUNK = 32
 
 
 def conv_prelu_triton(x, weight, weight_t, bias, prelu=None, config=None):
@@ -197,6 +198,8 @@ def conv_prelu_triton(x, weight, weight_t, bias, prelu=None, config=None):
             return (F.prelu(y, prelu) if prelu is not None else y).contiguous(memory_format=fmt)
         bp, chunk, warps = cfg
         bk = min(chunk * bci, triton.next_power_of_2(kh * kw * bci))
+        if x.dtype == torch.float32:      # exact fp32 dots run on the FMA units: small chunks keep them in registers
+            bk = min(bk, FP32_CHUNK)
         if bp * bk > MAX_CHUNK:
             raise ValueError(f"conv_prelu: {bp} pixels x {bk} K values exceed {MAX_CHUNK} per program")
         out = torch.empty((b, co, h, w), device=x.device, dtype=x.dtype, memory_format=fmt)

@@ -27,7 +27,9 @@
 # cuDNN where the tuner finds it faster): its GPU tests and the fused EDAB stage's with it, then
 # benchmarks/channels_last_ops.py --sections conv (every launch configuration per shape vs cuDNN;
 # CONVS_BENCH=0 skips it).
-# DEFAULTS_TESTS=0 with DEFAULTS=1 skips its tests (after a CONVS=1 call on the same code).
+# DEFAULTS_TESTS=0 with DEFAULTS=1 skips its tests (after a CONVS=1 call on the same code);
+# DEFAULTS_THEN_TESTS=1 runs the fused-EDAB and engine GPU tests after the comparison instead of
+# benchmarks/edab_fused.py.
 # COMPILED=1 runs only the compiled comparison (ECMNet vs peers, all with torch.compile) at
 # 1024x2048 fp16 and the node latency with compile:=true, fp16 (carry .whl/ros312).
 . "$(dirname "$0")/session.sh" /tmp/inference_gpu
@@ -55,7 +57,12 @@ if [ -n "${DEFAULTS:-}" ]; then
   step inference_defaults 300 python benchmarks/inference.py --sizes 1024x2048 --precisions fp16 \
     --backends cuda --peers ERFNet --iters 100 --warmup 10 --compiled --compiled-only ${DEFAULT_ROWS:-} \
     --no-engine --profile --json "$OUT/inference_defaults.json"
-  step edab_fused $(( 585 - SECONDS )) python benchmarks/edab_fused.py
+  if [ -n "${DEFAULTS_THEN_TESTS:-}" ]; then
+    step pytest_fused_convs $(( 585 - SECONDS )) python -m pytest -q -p no:cacheprovider --durations=10 \
+      test/test_edab_fused.py test/test_engine.py -k "(not interpreter) and (edab or tuned or kernel_options)"
+  else
+    step edab_fused $(( 585 - SECONDS )) python benchmarks/edab_fused.py
+  fi
   exit $status
 fi
 if [ -n "${KERNEL_TESTS:-}" ]; then

@@ -14,7 +14,8 @@ status=0
 step() {
   local name=$1 limit=$2; shift 2
   echo "=== $name ($(date -u +%T))"
-  timeout "$limit" "$@" 2>&1 | tee "$OUT/$name.txt"
+  # SIGINT first: pytest then prints where it was and its summary; KILL 15 s later
+  timeout -s INT -k 15 "$limit" "$@" 2>&1 | tee "$OUT/$name.txt"
   local rc=${PIPESTATUS[0]}
   echo "=== $name rc=$rc"
   [ "$rc" = 0 ] || status=1
