@@ -1,12 +1,20 @@
 """kernel_tuning.pick: times each candidate once per key, keeps the fastest, skips candidates that
 cannot launch, never times during CUDA-graph capture or off the GPU, and keeps its choices in a file
-across processes (a fake clock stands in for CUDA events, so this runs anywhere)."""
+across processes (a fake clock stands in for CUDA events, so this runs anywhere; the last test runs two
+real processes on a GPU)."""
+import importlib.util
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from ecmnet_core import kernel_tuning
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -113,3 +121,31 @@ def test_a_bad_cache_file_is_rewritten_and_an_unwritable_one_does_not_stop_tunin
     monkeypatch.setattr(kernel_tuning, "chosen", {})
     with pytest.warns(UserWarning, match="not written"):
         assert kernel_tuning.pick("k", ["a", "b"], launch, default="a") == "b"
+
+
+_TUNE_ONCE = r"""
+import torch
+from ecmnet_core import kernel_tuning
+from ecmnet_core.channels_last_triton import conv_prelu_triton
+x = torch.randn(1, 32, 64, 128, device="cuda", dtype=torch.float16).contiguous(memory_format=torch.channels_last)
+w = torch.randn(32, 32, 3, 1, device="cuda", dtype=torch.float16)
+conv_prelu_triton(x, w, w.permute(2, 3, 1, 0).reshape(96, 32).contiguous(), torch.zeros(32, device="cuda",
+                  dtype=torch.float16), torch.full((32,), 0.25, device="cuda", dtype=torch.float16))
+(best, timings), = kernel_tuning.chosen.values()
+print(best, timings)
+"""
+
+
+@pytest.mark.skipif(not (torch.cuda.is_available() and importlib.util.find_spec("triton")),
+                    reason="needs CUDA and Triton")
+def test_a_second_process_reads_the_choice_from_the_cache_file(tmp_path):
+    """On the GPU: the first process times every candidate and writes its choice; the next one reads it
+    back instead of timing (the start-up time the cache is for)."""
+    env = {**os.environ, "ECMNET_KERNEL_CACHE": str(tmp_path / "tuning.json"), "PYTHONPATH": os.pathsep.join(
+        [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
+    first, second = (subprocess.run([sys.executable, "-c", _TUNE_ONCE], env=env, capture_output=True, text=True,
+                                    timeout=300) for _ in range(2))
+    assert first.returncode == 0 and second.returncode == 0, first.stderr[-2000:] + second.stderr[-2000:]
+    assert "cudnn" in first.stdout and kernel_tuning.FROM_CACHE not in first.stdout     # every candidate timed
+    assert kernel_tuning.FROM_CACHE in second.stdout
+    assert second.stdout.split(" {")[0] == first.stdout.split(" {")[0]                   # the same choice

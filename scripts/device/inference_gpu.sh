@@ -30,6 +30,8 @@
 # DEFAULTS_TESTS=0 with DEFAULTS=1 skips its tests (after a CONVS=1 call on the same code);
 # DEFAULTS_THEN_TESTS=1 runs the fused-EDAB and engine GPU tests after the comparison instead of
 # benchmarks/edab_fused.py.
+# GPU_TESTS=1: every GPU test of the kernel tuning (two real processes and the cache file included),
+# channels_last ops, inference rewrites and engine.
 # COMPILED=1 runs only the compiled comparison (ECMNet vs peers, all with torch.compile) at
 # 1024x2048 fp16 and the node latency with compile:=true, fp16 (carry .whl/ros312).
 . "$(dirname "$0")/session.sh" /tmp/inference_gpu
@@ -44,6 +46,11 @@ if [ -n "${CONVS:-}" ]; then
   step pytest_convs 300 python -m pytest -q -p no:cacheprovider --durations=5 test/test_channels_last_ops.py \
     test/test_edab_fused.py test/test_inference_rewrites.py -k "(not interpreter) and (conv or fused_stage or True)"
   [ "${CONVS_BENCH:-1}" = 0 ] || step conv_ops $(( 585 - SECONDS )) python benchmarks/channels_last_ops.py --sections conv
+  exit $status
+fi
+if [ -n "${GPU_TESTS:-}" ]; then
+  step pytest_gpu $(( 585 - SECONDS )) python -m pytest -q -p no:cacheprovider --durations=10 test/test_kernel_tuning.py \
+    test/test_channels_last_ops.py test/test_inference_rewrites.py test/test_engine.py -k "not interpreter"
   exit $status
 fi
 if [ -n "${DDA_SWEEP:-}" ]; then
