@@ -6,10 +6,10 @@ contiguous run of memory. cuDNN's depthwise kernel for fp16 channels_last and In
 bilinear resize of a 19-channel channels_last tensor both walk the channel axis with a
 stride instead (45 us and 165 us per call at ECMNet's 1024x2048 shapes on an H100). The conv +
 PReLU kernel is an implicit GEMM for the stem's 3x3 convs at 1/2 resolution and EDAB's 3x1 and
-1x3 convs: cuDNN's kernels at these small channel counts took 3-4 times what reading and writing
-their tensors needs at the H100's bandwidth (stem: 63 us per call, plus 18 us for the separate
-PReLU pass, against ~20 us), and Inductor runs each PReLU as a pass of its own. It is timed
-against cuDNN per shape (kernel_tuning), so it runs only where it is faster.
+1x3 convs, bias and PReLU fused: at these small channel counts cuDNN plus the PReLU pass took
+2.6-4.7 times as long on an H100 (benchmarks/channels_last_ops.py --sections conv; ECMNet's 44
+such convs per forward: 1209 us against 361 us). It is timed against cuDNN per shape
+(kernel_tuning), so it runs only where it is faster.
 Accumulation is fp32; the result is rounded once to the input dtype.
 """
 from __future__ import annotations
@@ -169,7 +169,8 @@ def depthwise_conv2d_triton(x, weight, bias, dilation, config=None):
 # cuDNN (F.conv2d, then F.prelu): timed per shape on first use, so the kernel runs only where it wins.
 # The H100 run of 2026-11-23 17:01 UTC (benchmarks/channels_last_ops.py --sections conv) timed also
 # (64, 2, 4) and (128, 2, 8): never more than 0.2 us faster than these, at ECMNet's shapes; cuDNN
-# took 3-4x as long as the best of these at each of them (it stays a candidate for other GPUs).
+# plus the PReLU pass took 2.6-4.7x as long as the best of these at each of them (it stays a
+# candidate for other GPUs and shapes).
 CONV_PRELU_CANDIDATES = ((64, 1, 4), (128, 1, 4), (64, 4, 4), ("cudnn",))
 CONV_PRELU_DEFAULT = (64, 1, 4)
 MAX_CHUNK = 16384          # pixels x K chunk: the gathered input tile stays in registers

@@ -151,13 +151,14 @@ class SegmentationEngine:
         torch.compile fuses with their neighbours; None (default) = on exactly when compile=True
         on CUDA, where it is what makes compile pay (docs/benchmarks/inference.md).
     channels_last_kernels: run the depthwise convolutions that are not shifts, the final logits
-        resize and the stem's 3x3 conv + PReLU as Triton kernels on CUDA (channels_last_ops.py).
+        resize and the conv + PReLU pairs of the stem (3x3) and of EDAB (3x1, 1x3) as Triton
+        kernels on CUDA (channels_last_ops.py; cuDNN for a conv shape where it is faster).
     fused_edab: run each EDAB after its 1x3 convolution (attentions, expand, residual, shuffle,
         next block's BN + PReLU) as three Triton kernels around the DDA kernel on CUDA
         (ecmnet_core/edab_fused.py; needs fold_bn).
         Both None (default) = on exactly when compile=True on a CUDA GPU of compute capability
         8.0+ (fused_edab: and fold_bn; default_kernel_options), where they are measured and
-        GPU-tested: 2.375 against 2.921 ms compiled at 1024x2048 fp16 on an H100
+        GPU-tested: 2.108 against 2.921 ms compiled at 1024x2048 fp16 on an H100
         (docs/benchmarks/inference.md). Elsewhere they are off unless asked for.
     """
 

@@ -34,7 +34,7 @@ PARAMETERS: Sequence[Param] = (
     Param("backend", "auto", "SS2D scan backend: auto, reference, cuda, mamba; or onnxruntime / tensorrt "
                            "to run an .onnx weights file"),
     Param("precision", "fp32", "fp32, fp16 or bf16 (half precisions need CUDA)"),
-    Param("compile", False, "torch.compile the network (CUDA, .pt weights): 11.2 -> 2.4 ms for the network "
+    Param("compile", False, "torch.compile the network (CUDA, .pt weights): 11.2 -> 2.1 ms for the network "
                             "on an H100 at 1024x2048 fp16, after ~2-3 min of compiling at start and for every new "
                             "input size (set resolution to the camera size so the warm-up compiles it)"),
     Param("resolution", "model", "network input size: 'model' (checkpoint input_size), 'native' "

@@ -29,7 +29,8 @@
 # CONVS_BENCH=0 skips it).
 # DEFAULTS_TESTS=0 with DEFAULTS=1 skips its tests (after a CONVS=1 call on the same code);
 # DEFAULTS_THEN_TESTS=1 runs the fused-EDAB and engine GPU tests after the comparison instead of
-# benchmarks/edab_fused.py.
+# benchmarks/edab_fused.py; DEFAULTS_ONLY=1 runs neither (the comparison alone; DEFAULTS_PROFILE=
+# drops its profile).
 # GPU_TESTS=1: every GPU test of the kernel tuning (two real processes and the cache file included),
 # channels_last ops, inference rewrites and engine.
 # COMPILED=1 runs only the compiled comparison (ECMNet vs peers, all with torch.compile) at
@@ -63,8 +64,10 @@ if [ -n "${DEFAULTS:-}" ]; then
     test/test_edab_fused.py test/test_engine.py -k "(not interpreter) and (edab or tuning or tuned or kernel_options)"
   step inference_defaults 300 python benchmarks/inference.py --sizes 1024x2048 --precisions fp16 \
     --backends cuda --peers ERFNet --iters 100 --warmup 10 --compiled --compiled-only ${DEFAULT_ROWS:-} \
-    --no-engine --profile --json "$OUT/inference_defaults.json"
-  if [ -n "${DEFAULTS_THEN_TESTS:-}" ]; then
+    --no-engine ${DEFAULTS_PROFILE---profile} --json "$OUT/inference_defaults.json"
+  if [ -n "${DEFAULTS_ONLY:-}" ]; then
+    :
+  elif [ -n "${DEFAULTS_THEN_TESTS:-}" ]; then
     step pytest_fused_convs $(( 585 - SECONDS )) python -m pytest -q -p no:cacheprovider --durations=10 \
       test/test_edab_fused.py test/test_engine.py -k "(not interpreter) and (edab or tuned or kernel_options)"
   else
