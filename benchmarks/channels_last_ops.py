@@ -34,39 +34,30 @@ from ecmnet_core.inference_rewrites import (MAX_SHIFT_TAPS, _KernelConvPReLU, _K
 from ecmnet_core.model import ECMNet  # noqa: E402
 
 
-def depthwise_shapes(size, dtype, device="cuda"):
-    """{(C, H, W, kh, kw, dilation): calls per forward} of ECMNet at `size`, batch 1."""
+def _call_shapes(size, dtype, device, module_type, key):
+    """{key(module, its input): calls per forward} over the modules of module_type in ECMNet rewritten
+    with channels_last_kernels, at `size`, batch 1 (forward hooks)."""
     model = optimize_for_inference(ECMNet(num_classes=NUM_CLASSES).eval(), channels_last_kernels=True)
     model = model.to(device, dtype).to(memory_format=torch.channels_last)
     seen = collections.Counter()
-
-    def hook(module, args, _out):
-        x = args[0]
-        seen[(*x.shape[1:], *module.weight.shape[-2:], tuple(module.dilation))] += 1
-
     for m in model.modules():
-        if isinstance(m, _KernelDepthwiseConv):
-            m.register_forward_hook(hook)
+        if isinstance(m, module_type):
+            m.register_forward_hook(lambda module, args, _out: seen.update([key(module, args[0])]))
     with torch.inference_mode():
         model(torch.randn(1, 3, *size, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last))
     return seen
+
+
+def depthwise_shapes(size, dtype, device="cuda"):
+    """{(C, H, W, kh, kw, dilation): calls per forward} of ECMNet's depthwise convs at `size`, batch 1."""
+    return _call_shapes(size, dtype, device, _KernelDepthwiseConv,
+                        lambda m, x: (*x.shape[1:], *m.weight.shape[-2:], tuple(m.dilation)))
 
 
 def conv_shapes(size, dtype, device="cuda"):
     """{(CI, H, W, CO, kh, kw): calls per forward} of ECMNet's conv + PReLU pairs at `size`, batch 1."""
-    model = optimize_for_inference(ECMNet(num_classes=NUM_CLASSES).eval(), channels_last_kernels=True)
-    model = model.to(device, dtype).to(memory_format=torch.channels_last)
-    seen = collections.Counter()
-
-    def hook(module, args, _out):
-        seen[(*args[0].shape[1:], *module.conv.weight.shape[:1], *module.conv.weight.shape[-2:])] += 1
-
-    for m in model.modules():
-        if isinstance(m, _KernelConvPReLU):
-            m.register_forward_hook(hook)
-    with torch.inference_mode():
-        model(torch.randn(1, 3, *size, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last))
-    return seen
+    return _call_shapes(size, dtype, device, _KernelConvPReLU,
+                        lambda m, x: (*x.shape[1:], m.conv.weight.shape[0], *m.conv.weight.shape[-2:]))
 
 
 def kernel_bench_args(doc: str, script: str, iters: int, argv=None, more_args=None):
