@@ -105,8 +105,8 @@ def _conv_prelu_kernel(X, Wt, Bias, A, Y, CI, CO, H, W,
                        EVEN_I: tl.constexpr, EVEN_O: tl.constexpr, BP: tl.constexpr, BCI: tl.constexpr,
                        BK: tl.constexpr, BCO: tl.constexpr):
     # implicit GEMM (pixels x KH*KW*CI) @ (KH*KW*CI x CO), bias (+ PReLU) fused. The K axis is walked
-    # in chunks of BK gathered from the shifted rows and columns: a chunk of several taps is one dot
-    # (BK = BCI: one dot per tap, as cuDNN's implicit GEMM does)
+    # in chunks of BK gathered from the shifted rows and columns: BK = BCI is one dot per tap, a
+    # larger BK one dot over several taps
     h, b, p, _, _ = row_segment(CI, BP, BCI)
     co = tl.arange(0, BCO)
     com = co < CO
@@ -123,7 +123,8 @@ def _conv_prelu_kernel(X, Wt, Bias, A, Y, CI, CO, H, W,
         ww = p[:, None] + dw[None, :]
         m = (k_ok & (hh >= 0) & (hh < H))[None, :] & (ww >= 0) & (ww < W)
         xt = tl.load(X + b * sx_b + hh[None, :] * sx_h + ww * sx_w + ci[None, :] * sx_c, mask=m, other=0.0)
-        wt = tl.load(Wt + (tap * CI + ci)[:, None] * CO + co[None, :], mask=k_ok[:, None] & com[None, :], other=0.0)
+        wt = tl.load(Wt + (tap * CI + ci)[:, None] * CO + co[None, :], mask=k_ok[:, None] & com[None, :],
+                     other=0.0)
         if DOT_IEEE:
             acc += tl.dot(xt.to(tl.float32), wt.to(tl.float32), input_precision="ieee")
         else:
@@ -199,7 +200,7 @@ def conv_prelu_triton(x, weight, weight_t, bias, prelu=None, config=None):
             return (F.prelu(y, prelu) if prelu is not None else y).contiguous(memory_format=fmt)
         bp, chunk, warps = cfg
         bk = min(chunk * bci, triton.next_power_of_2(kh * kw * bci))
-        if x.dtype == torch.float32:      # exact fp32 dots run on the FMA units: small chunks keep them in registers
+        if x.dtype == torch.float32:      # exact fp32 dots run on the FMA units: small chunks fit in registers
             bk = min(bk, FP32_CHUNK)
         if bp * bk > MAX_CHUNK:
             raise ValueError(f"conv_prelu: {bp} pixels x {bk} K values exceed {MAX_CHUNK} per program")

@@ -158,8 +158,9 @@ class SegmentationEngine:
         (ecmnet_core/edab_fused.py; needs fold_bn).
         Both None (default) = on exactly when compile=True on a CUDA GPU of compute capability
         8.0+ (fused_edab: and fold_bn; default_kernel_options), where they are measured and
-        GPU-tested: 2.108 against 2.921 ms compiled at 1024x2048 fp16 on an H100
-        (docs/benchmarks/inference.md). Elsewhere they are off unless asked for.
+        GPU-tested: compiled at 1024x2048 fp16 on an H100 the network took 2.921 ms without
+        them, 2.108 ms with them (different runs; docs/benchmarks/inference.md). Elsewhere they
+        are off unless asked for.
     """
 
     def __init__(self, weights=None, device: str = "auto", ss2d_backend: str = "auto",
