@@ -79,7 +79,7 @@ def main(argv=None):
         print("launch configurations (elements per program / warps / rows per program, 0: enough programs to "
               "fill the GPU): us per launch, chosen marked *")
         for key, (best, timings) in kernel_tuning.chosen.items():
-            name, _, shape, extra = key
+            name, _, shape, _, extra = key
             cells = "  ".join(f"{'/'.join(map(str, cfg))}{'*' if cfg == best else ' '}{_fmt(t)}"
                               for cfg, t in timings.items())
             print(f"  {name:<13} {str(tuple(shape)):<22} {str(extra):<12} {cells}")

@@ -137,15 +137,10 @@ def _conv_prelu_kernel(X, Wt, Bias, A, Y, CI, CO, H, W,
              mask=tile_mask(p < W, com, EVEN_O))
 
 
-# (elements per program, warps) for the depthwise and stem conv kernels, timed per shape on first use
-# (kernel_tuning); the default is what the H100 runs of 2026-11-23 measured (docs/benchmarks/inference.md)
-CONV_CANDIDATES = ((2048, 4), (4096, 4), (4096, 8), (8192, 8))
-CONV_DEFAULT = (ELEMENTS_PER_PROGRAM, 4)
-
-
-def _tuned(name, x, extra, launch, config):
-    return config or kernel_tuning.pick((name, x.dtype, tuple(x.shape), tuple(x.stride()), extra), CONV_CANDIDATES,
-                                        launch, CONV_DEFAULT, on_gpu=x.is_cuda)
+# (elements per program, warps) for the depthwise kernel, timed per shape on first use (kernel_tuning);
+# the default is what the H100 runs of 2026-11-23 measured (docs/benchmarks/inference.md)
+DEPTHWISE_CANDIDATES = ((2048, 4), (4096, 4), (4096, 8), (8192, 8))
+DEPTHWISE_DEFAULT = (ELEMENTS_PER_PROGRAM, 4)
 
 
 def depthwise_conv2d_triton(x, weight, bias, dilation, config=None):
@@ -162,7 +157,8 @@ def depthwise_conv2d_triton(x, weight, bias, dilation, config=None):
             *x.stride(), *out.stride(), KH=kh, KW=kw, DH=dilation[0], DW=dilation[1],
             HAS_BIAS=bias is not None, EVEN=is_even(c, bc), BP=bp, BC=bc, num_warps=cfg[1])
 
-    launch(_tuned("depthwise_conv2d", x, (kh, kw, *dilation, bias is not None), launch, config))
+    launch(config or kernel_tuning.pick_for("depthwise_conv2d", x, (kh, kw, *dilation, bias is not None),
+                                            DEPTHWISE_CANDIDATES, launch, DEPTHWISE_DEFAULT))
     return out
 
 
@@ -211,11 +207,8 @@ def conv_prelu_triton(x, weight, weight_t, bias, prelu=None, config=None):
             EVEN_O=co == bco, BP=bp, BCI=bci, BK=bk, BCO=bco, num_warps=warps)
         return out
 
-    if config is None:
-        config = kernel_tuning.pick(("conv_prelu", x.dtype, tuple(x.shape), tuple(x.stride()),
-                                     (co, kh, kw, prelu is not None)), CONV_PRELU_CANDIDATES, launch,
-                                    CONV_PRELU_DEFAULT, on_gpu=x.is_cuda)
-    return launch(config)
+    return launch(config or kernel_tuning.pick_for("conv_prelu", x, (co, kh, kw, prelu is not None),
+                                                   CONV_PRELU_CANDIDATES, launch, CONV_PRELU_DEFAULT))
 
 
 # resize launch candidates, timed per shape on first use (kernel_tuning): row segments x padded
@@ -246,8 +239,7 @@ def resize_bilinear_triton(x, size, config=None):
 
     if config is None:
         candidates = RESIZE_CANDIDATES if channels_last else (RESIZE_DEFAULT,)   # flat rows need channels_last
-        config = kernel_tuning.pick(("resize_bilinear", x.dtype, tuple(x.shape), tuple(size), fmt), candidates,
-                                    launch, RESIZE_DEFAULT, on_gpu=x.is_cuda)
+        config = kernel_tuning.pick_for("resize_bilinear", x, tuple(size), candidates, launch, RESIZE_DEFAULT)
     if config[0] == "flat" and not channels_last:
         raise ValueError("resize_bilinear: the flat-row kernel writes channels_last outputs only")
     launch(config)

@@ -94,7 +94,8 @@ def dda_gates_triton(pooled, w_qk, w_v, inner: int, split: int, scale: float, bl
                            c, inner, split, length, n_h, float(scale), *pooled.stride(), *out.stride(),
                            BC=_pow2(c), BI=_pow2(inner), BQ=bq, BK=bk,
                            DOT16=torch.float16 in (pooled.dtype, w_qk.dtype),
-                           PRECISION="ieee" if pooled.dtype == torch.float32 else "tf32", num_warps=num_warps or NUM_WARPS)
+                           PRECISION="ieee" if pooled.dtype == torch.float32 else "tf32",
+                           num_warps=num_warps or NUM_WARPS)
     return out
 
 

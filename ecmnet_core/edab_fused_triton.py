@@ -238,8 +238,7 @@ def _rows(cfg, h: int, n_cols: int, b: int) -> int:
 
 
 def _config(name: str, t, extra, launch, candidates=None):
-    key = (name, t.dtype, tuple(t.shape), extra)
-    return kernel_tuning.pick(key, candidates or CANDIDATES, launch, DEFAULT_CONFIG, on_gpu=t.is_cuda)
+    return kernel_tuning.pick_for(name, t, extra, candidates or CANDIDATES, launch, DEFAULT_CONFIG)
 
 
 def edab_vertical_triton(t, packed, dilation: int, config=None):

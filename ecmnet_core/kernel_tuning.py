@@ -81,6 +81,13 @@ def pick(key: Hashable, candidates: Sequence, launch: Callable, default, on_gpu:
     return best
 
 
+def pick_for(name: str, x: torch.Tensor, extra, candidates: Sequence, launch: Callable, default):
+    """pick() keyed by the kernel's name, its input's dtype, shape and strides, and `extra` (whatever
+    else its launch depends on); timed only for CUDA inputs."""
+    return pick((name, x.dtype, tuple(x.shape), tuple(x.stride()), extra), candidates, launch, default,
+                on_gpu=x.is_cuda)
+
+
 def _file_key(key) -> str:
     try:
         import triton

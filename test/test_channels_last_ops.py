@@ -167,7 +167,7 @@ from test_channels_last_ops import (CONV_CASES, DEPTHWISE_CASES, RESIZE_CASES, _
                                     _conv_reference, _depthwise_inputs, _resize_reference)
 for case in DEPTHWISE_CASES[:3] + DEPTHWISE_CASES[4:]:
     x, w, b, d = _depthwise_inputs(*case, torch.float32, "cpu")
-    for config in (None, T.CONV_CANDIDATES[-1]):        # the default; the largest programs
+    for config in (None, T.DEPTHWISE_CANDIDATES[-1]):        # the default; the largest programs
         torch.testing.assert_close(T.depthwise_conv2d_triton(x, w, b, d, config).double(),
                                    _conv_reference(x, w, b, d), rtol=1e-4, atol=1e-4)
 for c, h, w, oh, ow in RESIZE_CASES:
