@@ -39,6 +39,7 @@ DEFAULTS: Dict[str, Any] = {
         "amp": "none",                 # bf16 | fp16 | none (only used on CUDA; see docs/training.md)
         "channels_last": False,
         "compile": False,
+        "step": "auto",                # auto | graph | eager: auto = whole step in one CUDA graph where it can run
         "sync_bn": False,
         "seed": 0,
         "val_every": 10,               # epochs; the last epoch is always validated
@@ -141,6 +142,8 @@ def validate(cfg: dict) -> None:
     lo, hi = (float(v) for v in t["scale_range"])
     if not 0 < lo <= hi:
         raise UserError(f"train.scale_range must be [min, max] with 0 < min <= max, got {t['scale_range']}")
+    if t["step"] not in ("auto", "graph", "eager"):
+        raise UserError(f"train.step must be auto, graph or eager, got {t['step']!r}")
     if t["amp"] not in ("bf16", "fp16", "none", None, False):
         raise UserError(f"train.amp must be bf16, fp16 or none, got {t['amp']!r}")
     for key in ("epochs", "batch_size", "val_every", "checkpoint_every"):

@@ -33,6 +33,7 @@ from .distributed import DistInfo, all_reduce_sum, broadcast_flag
 from .inference import predict_probs
 from .metrics import ConfusionMatrix, format_table
 from .run_log import RunLog
+from .step import EagerTrainStep, GraphedTrainStep, graph_step_supported, make_capturable
 
 PRELOAD_LIMIT_BYTES = 3 << 30
 
@@ -263,6 +264,11 @@ class Trainer:
         self.pixel_weight = pixel_weights(self.weight_t, self.info.num_classes, self.device)
         if weights:
             self.log("class weights: " + ", ".join(f"{n}={w:.2f}" for n, w in zip(self.info.classes, weights)))
+        why_not = graph_step_supported(self.device, self.cfg["optim"]["name"], self.amp_dtype, self.dist.enabled)
+        mode = str(t["step"])
+        if mode == "graph" and why_not:
+            raise UserError(f"train.step: graph {why_not}")
+        graphed = mode == "graph" or (mode == "auto" and not why_not)
         self.optimizer = build_optimizer(model.parameters(), self.cfg["optim"], self.device)
         s = self.cfg["schedule"]
         self.iters_per_epoch = len(self.train_batches)
@@ -272,7 +278,17 @@ class Trainer:
             self.optimizer, poly_lambda(self.total_iters, warmup, float(s["warmup_factor"]),
                                         float(s["power"]), s["name"]))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
-
+        if graphed:
+            # after the scheduler: it keeps float base LRs and fills the device-tensor LR in place
+            make_capturable(self.optimizer)
+            self.step = GraphedTrainStep(self.model, self.optimizer, self._loss, self._augment, self.amp_dtype,
+                                         module=self.model_raw)
+        else:
+            self.step = EagerTrainStep(self.model, self.optimizer, self._loss, self._augment, self.amp_dtype,
+                                       self.scaler)
+        self.log(f"training step: {'one CUDA graph' if graphed else 'eager'}"
+                 f"{' + torch.compile' if t['compile'] else ''}"
+                 f"{'' if graphed or mode == 'eager' else ' (no graph: ' + why_not + ')'}")
     # ---------------------------------------------------------------- resume
     def train_state(self, epoch: int) -> dict:
         return {"epoch": epoch, "global_step": self.global_step, "best_miou": self.best_miou,
@@ -290,6 +306,8 @@ class Trainer:
             raise UserError(f"{path} does not match this model/dataset: missing {missing[:3]}, "
                             f"unexpected {unexpected[:3]}")
         self.optimizer.load_state_dict(ts["optimizer"])
+        if self.step.graphed:
+            make_capturable(self.optimizer)
         self.scheduler.load_state_dict(ts["scheduler"])
         self.scaler.load_state_dict(ts["scaler"])
         if ts.get("world_size", 1) == self.dist.world_size:
@@ -313,6 +331,12 @@ class Trainer:
     def _loss(self, logits, target):
         return global_weighted_ce(logits, target, self.weight_t, self.pixel_weight, self.dist.world_size)
 
+    def _augment(self, img, lab, u):
+        t = self.cfg["train"]
+        x01, y = random_scale_crop_flip(img, lab, t["crop_size"], t["scale_range"], bool(t["hflip"]),
+                                        float(t["color_jitter"]), u=u)
+        return to_model_input(x01, self.mean, self.std, self.channels_last), y
+
     def train_epoch(self, epoch: int) -> Dict:
         t = self.cfg["train"]
         self.model.train()
@@ -331,16 +355,7 @@ class Trainer:
             torch.cuda.synchronize()
         t0 = time.time()
         for k, (img, lab) in enumerate(self._train_iter()):
-            x01, y = random_scale_crop_flip(img, lab, t["crop_size"], t["scale_range"], bool(t["hflip"]),
-                                            float(t["color_jitter"]), u=aug[:, k * bs:(k + 1) * bs])
-            x = to_model_input(x01, self.mean, self.std, self.channels_last)
-            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                logits = self.model(x)
-            loss = self._loss(logits, y)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
+            loss = self.step(img, lab, aug[:, k * bs:(k + 1) * bs])
             self.scheduler.step()
             self.global_step += 1
             losses.append(loss.detach())
@@ -354,7 +369,7 @@ class Trainer:
         dt = time.time() - t0
         if bar is not None:
             bar.close()
-        step_losses = torch.stack(losses).float()
+        step_losses = torch.stack(losses).float().flatten()
         if not torch.isfinite(step_losses).all():
             raise RuntimeError(f"non-finite training loss in epoch {epoch + 1}; lower optim.lr or use amp: bf16")
         all_reduce_sum(step_losses)
@@ -429,7 +444,7 @@ class Trainer:
             stop = broadcast_flag(over, self.device) and done < epochs
             if self.dist.is_main and (done % int(t["checkpoint_every"]) == 0 or done == epochs or stop):
                 self.save("last.pt", done, val or last_val, with_state=True)
-            lr = self.scheduler.get_last_lr()[0]
+            lr = float(self.scheduler.get_last_lr()[0])
             row = {"epoch": done, "step": self.global_step, "lr": lr, "train_loss": stats["train_loss"],
                    "val_miou": "" if val is None else val["miou"],
                    "val_pixel_acc": "" if val is None else val["pixel_acc"],
