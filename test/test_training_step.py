@@ -2,6 +2,8 @@
 weights on the GPU; the LR schedule reaches the captured optimizer; CPU falls back to eager."""
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -45,7 +47,7 @@ def _setup(dev, optim="adam", compile_model=False, classes=11):
 def _batches(dev, n=4, classes=11):
     g = torch.Generator().manual_seed(1)
     return [(torch.randint(0, 256, (2, 3, 96, 128), generator=g, dtype=torch.uint8).to(dev),
-             torch.randint(0, classes + 1, (2, 96, 128), generator=g, dtype=torch.uint8).to(dev),
+             torch.randint(0, classes, (2, 96, 128), generator=g, dtype=torch.uint8).to(dev),
              draw_params(2, g).to(dev, torch.float32)) for _ in range(n)]
 
 
@@ -62,9 +64,13 @@ def _close(a, b, tol):
     return float((a - b).abs().max() / scale) <= tol
 
 
+SLOW = pytest.mark.skipif(os.environ.get("ECMNET_SLOW_GPU_TESTS", "0") == "0",
+                          reason="compiling ECMNet's training graph takes minutes: ECMNET_SLOW_GPU_TESTS=1")
+
+
 @cuda
 @pytest.mark.parametrize("optim,compile_model", [("adam", False), ("adamw", False), ("sgd", False),
-                                                 ("adam", True)])
+                                                 pytest.param("adam", True, marks=SLOW)])
 def test_graphed_step_matches_eager(exact_fp32, optim, compile_model):
     dev = torch.device("cuda")
     batches = _batches(dev)
@@ -81,10 +87,13 @@ def test_graphed_step_matches_eager(exact_fp32, optim, compile_model):
                 assert pg.grad is not None and _close(pg.grad, pe.grad, 50 * tol), name
     torch.cuda.synchronize()
     for (name, pe), pg in zip(m_e.state_dict().items(), m_g.state_dict().values()):
-        if pe.is_floating_point():
+        if not pe.is_floating_point():
+            assert torch.equal(pg, pe), name     # BN num_batches_tracked: the warm-up steps were undone
+        elif optim == "sgd":
+            # SGD's update is linear in the gradient, so the weights stay as close as the gradients.
+            # (Adam's first steps are about lr * sign(grad): a weight whose gradient is rounding noise
+            # moves +-lr either way, so for Adam the losses and gradients above are the check.)
             assert _close(pg, pe, 50 * tol), name
-        else:
-            assert torch.equal(pg, pe), name     # BN num_batches_tracked: warm-up steps were undone
 
 
 @cuda

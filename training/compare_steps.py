@@ -2,6 +2,7 @@
 from the same initial weights, batches and augmentations (the recipe's data, LR schedule and loss).
 
   python -m training.compare_steps --config config/train_camvid.yaml --steps 300 --out runs/compare_steps.csv
+  python -m training.compare_steps --plot runs/compare_steps.csv --out docs/img/compare_steps_300.png
 
 Prints both curves' summary (mean |difference|, and the eager run against itself repeated, which is
 the run-to-run noise of non-deterministic GPU kernels) and writes every step's losses as CSV.
@@ -38,6 +39,26 @@ def losses_for(cfg: dict, step_mode: str, steps: int, device) -> list:
     return out[:steps]
 
 
+def plot(csv_path: str, png: str) -> None:
+    """The curves of a CSV written by this tool, as a PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise ValueError(f"{csv_path} holds no steps")
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for name, style in zip([k for k in rows[0] if k != "step"], ("-", ":", "--", "-.")):
+        ax.plot([int(r["step"]) for r in rows], [float(r[name]) for r in rows], style, label=name, lw=1)
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+
+
 @friendly_main
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -45,7 +66,12 @@ def main(argv=None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--out", default="runs/compare_steps.csv")
+    p.add_argument("--plot", metavar="CSV", help="only draw CSV's curves into --out (a .png)")
     a = p.parse_args(argv)
+    if a.plot:
+        plot(a.plot, a.out)
+        print(f"wrote {a.out}")
+        return 0
     if not torch.cuda.is_available():
         print("error: the graphed step needs a CUDA device", file=sys.stderr)
         return 2

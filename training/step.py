@@ -139,6 +139,7 @@ class GraphedTrainStep(EagerTrainStep):
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
+            del loss                        # its autograd nodes would keep warm-up streams alive
         torch.cuda.current_stream().wait_stream(side)
         self.optimizer.zero_grad(set_to_none=True)
         self.graph = torch.cuda.CUDAGraph()
