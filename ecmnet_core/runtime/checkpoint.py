@@ -25,7 +25,7 @@ from ..utils.atomic import atomic_path
 
 FORMAT = "ecmnet-checkpoint"
 VERSION = 1
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "ecmnet_camvid.pt"
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "ecmnet_camvid.pt"
 
 
 class CheckpointError(ValueError):
