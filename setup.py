@@ -35,9 +35,9 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            "ecmnet-predict = ecmnet_core.predict:main",
-            "ecmnet-flops = ecmnet_core.flops:main",
-            "ecmnet-export = ecmnet_core.export:main",
+            "ecmnet-predict = ecmnet_core.cli.predict:main",
+            "ecmnet-flops = ecmnet_core.cli.flops:main",
+            "ecmnet-export = ecmnet_core.cli.export:main",
             "ecmnet-train = training.train:main",
             "ecmnet-eval = training.evaluate:main",
             "ecmnet-pack-data = training.pack:main",

@@ -8,9 +8,9 @@ grouped by shape; cuDNN (F.conv2d, cudnn.benchmark on) vs the Triton kernel. The
 column marks the convs that the compiled engine writes as shifted multiply-adds instead
 (<= MAX_SHIFT_TAPS taps), so only the others matter there. Conv + PReLU pairs (the stem's 3x3
 convs, EDAB's 3x1 and 1x3 convs; found the same way): cuDNN + PReLU eager, each Triton launch
-configuration, and kernel_tuning's choice (cuDNN + PReLU is one of its candidates). Resize: the
+configuration, and ops/tuning.py's choice (cuDNN + PReLU is one of its candidates). Resize: the
 final logits resize (19 classes, 1/2 resolution to --size): eager F.interpolate, F.interpolate
-compiled by Inductor, each Triton launch configuration and the one kernel_tuning picks. Timing: CUDA graphs of 20 back-to-back calls (as
+compiled by Inductor, each Triton launch configuration and the one ops/tuning.py picks. Timing: CUDA graphs of 20 back-to-back calls (as
 benchmarks/dda_gate.py), microseconds per call; max abs difference from the PyTorch operator.
 """
 from __future__ import annotations
@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.dda_gate import REPEAT, time_graph  # noqa: E402
 from benchmarks.inference import NUM_CLASSES, parse_sizes  # noqa: E402
-from ecmnet_core.engine import PRECISIONS  # noqa: E402
-from ecmnet_core.inference_rewrites import (MAX_SHIFT_TAPS, _KernelConvPReLU, _KernelDepthwiseConv,  # noqa: E402
-                                           optimize_for_inference)  # noqa: E402
+from ecmnet_core.runtime.engine import PRECISIONS  # noqa: E402
+from ecmnet_core.inference.modules import _KernelConvPReLU, _KernelDepthwiseConv  # noqa: E402
+from ecmnet_core.inference.rewrites import MAX_SHIFT_TAPS, optimize_for_inference  # noqa: E402
 from ecmnet_core.model import ECMNet  # noqa: E402
 
 
@@ -75,9 +75,9 @@ def kernel_bench_args(doc: str, script: str, iters: int, argv=None, more_args=No
         print(f"error: benchmarks/{script} needs a CUDA GPU", file=sys.stderr)
         return None
     torch.backends.cudnn.benchmark = True
-    from ecmnet_core import kernel_tuning
+    from ecmnet_core.ops import tuning
 
-    kernel_tuning.CACHE_PATH = None
+    tuning.CACHE_PATH = None
     return args
 
 
@@ -89,8 +89,8 @@ def main(argv=None):
     args = kernel_bench_args(__doc__, "channels_last_ops.py", 100, argv, sections)
     if args is None:
         return 2
-    from ecmnet_core import kernel_tuning
-    from ecmnet_core.channels_last_triton import (CONV_PRELU_CANDIDATES, RESIZE_CANDIDATES, conv_prelu_triton,
+    from ecmnet_core.ops import tuning
+    from ecmnet_core.ops.channels_last.triton import (CONV_PRELU_CANDIDATES, RESIZE_CANDIDATES, conv_prelu_triton,
                                                   depthwise_conv2d_triton, resize_bilinear_triton)
 
     dtype = PRECISIONS[args.precision]
@@ -174,8 +174,8 @@ def main(argv=None):
             diff = (eager().float() - tri().float()).abs().max().item()
             print(f"  Triton {'/'.join(map(str, config)):<13} {time_graph(tri, args.iters):7.1f} us | max abs diff {diff:.2e}")
         resize_bilinear_triton(logits, (h, w))                  # what the engine runs: timed once, then kept
-    print("launch configurations kernel_tuning chose (the Triton columns above ran these):")
-    for key, (best, timings) in kernel_tuning.chosen.items():
+    print("launch configurations ops/tuning.py chose (the Triton columns above ran these):")
+    for key, (best, timings) in tuning.chosen.items():
         cells = "  ".join(f"{'/'.join(map(str, cfg))}{'*' if cfg == best else ' '}"
                           f"{t * 1e3:.1f}" if isinstance(t, float) else f"{cfg}: {t[:40]}" for cfg, t in timings.items())
         print(f"  {key[0]:<17} {str(key[2]):<22} {cells}")

@@ -18,8 +18,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ecmnet_core.dda_gate import dda_gates_reference  # noqa: E402
-from ecmnet_core.engine import PRECISIONS  # noqa: E402
+from ecmnet_core.ops.dda import dda_gates_reference  # noqa: E402
+from ecmnet_core.runtime.engine import PRECISIONS  # noqa: E402
 
 # (EDABs at this shape per forward, channels, H, W) for a 1024x2048 input
 SHAPES = [(3, 32, 256, 512), (8, 64, 128, 256), (4, 32, 64, 128), (2, 32, 64, 128), (2, 16, 128, 256),
@@ -76,7 +76,7 @@ def main(argv=None):
     if not torch.cuda.is_available():
         print("error: benchmarks/dda_gate.py needs a CUDA GPU", file=sys.stderr)
         return 2
-    from ecmnet_core.dda_gate_triton import dda_gates_triton
+    from ecmnet_core.ops.dda.triton import dda_gates_triton
 
     dtype = PRECISIONS[args.precision]
     means = torch.float32 if args.fp32_means else None

@@ -5,7 +5,7 @@
 
 Builds ECMNet with optimize_for_inference(fused_edab=True) at --size, batch 1, channels_last,
 runs one forward (which times every candidate launch configuration of edab_vertical, edab_pool
-and edab_finish per shape, ecmnet_core/kernel_tuning.py) and prints those timings, then each
+and edab_finish per shape, ecmnet_core/ops/tuning.py) and prints those timings, then each
 fused stage's whole forward (its cuDNN convs, the three kernels and the DDA kernel per block)
 in a CUDA graph of back-to-back calls, microseconds per call.
 """
@@ -23,10 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.channels_last_ops import kernel_bench_args  # noqa: E402
 from benchmarks.dda_gate import REPEAT, time_graph  # noqa: E402
 from benchmarks.inference import NUM_CLASSES  # noqa: E402
-from ecmnet_core import kernel_tuning  # noqa: E402
-from ecmnet_core.edab_fused import FusedEDABStage  # noqa: E402
-from ecmnet_core.engine import PRECISIONS  # noqa: E402
-from ecmnet_core.inference_rewrites import optimize_for_inference  # noqa: E402
+from ecmnet_core.ops import tuning  # noqa: E402
+from ecmnet_core.inference.fused_edab import FusedEDABStage  # noqa: E402
+from ecmnet_core.runtime.engine import PRECISIONS  # noqa: E402
+from ecmnet_core.inference.rewrites import optimize_for_inference  # noqa: E402
 from ecmnet_core.model import ECMNet  # noqa: E402
 
 
@@ -57,9 +57,9 @@ def main(argv=None):
     if args is None:
         return 2
     if args.extra_candidates:
-        from ecmnet_core import edab_fused_triton
+        from ecmnet_core.ops.edab import triton as edab_triton
 
-        edab_fused_triton.CANDIDATES += tuple(c for c in args.extra_candidates if c not in edab_fused_triton.CANDIDATES)
+        edab_triton.CANDIDATES += tuple(c for c in args.extra_candidates if c not in edab_triton.CANDIDATES)
     dtype = PRECISIONS[args.precision]
     h, w = args.size
     model = optimize_for_inference(ECMNet(num_classes=NUM_CLASSES).eval(), fused_edab=True)
@@ -78,7 +78,7 @@ def main(argv=None):
         model(torch.randn(1, 3, h, w, device="cuda", dtype=dtype).contiguous(memory_format=torch.channels_last))
         print("launch configurations (elements per program / warps / rows per program, 0: enough programs to "
               "fill the GPU): us per launch, chosen marked *")
-        for key, (best, timings) in kernel_tuning.chosen.items():
+        for key, (best, timings) in tuning.chosen.items():
             name, _, shape, _, extra = key
             cells = "  ".join(f"{'/'.join(map(str, cfg))}{'*' if cfg == best else ' '}{_fmt(t)}"
                               for cfg, t in timings.items())

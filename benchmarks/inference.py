@@ -33,11 +33,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.peers import ENet, ERFNet  # noqa: E402
-from ecmnet_core.checkpoint import make_metadata  # noqa: E402
-from ecmnet_core.engine import (PRECISIONS, SegmentationEngine, default_kernel_options,  # noqa: E402
+from ecmnet_core.runtime.checkpoint import make_metadata  # noqa: E402
+from ecmnet_core.runtime.engine import (PRECISIONS, SegmentationEngine, default_kernel_options,  # noqa: E402
                                 optimize_for_inference)
 from ecmnet_core.model import ECMNet, count_parameters  # noqa: E402
-from ecmnet_core.ss2d import available_backends  # noqa: E402
+from ecmnet_core.ops.ss2d import available_backends  # noqa: E402
 
 NUM_CLASSES = 19
 
@@ -184,8 +184,8 @@ def previous_rewrites():
     depthwise convolution (MSAU's 7x7s too) as shifts."""
     from unittest import mock
 
-    from ecmnet_core import inference_rewrites as rw
-    from ecmnet_core.dda_gate import dda_gates_reference
+    from ecmnet_core.inference import modules as rw
+    from ecmnet_core.ops.dda import dda_gates_reference
 
     class PyTorchOpsDDA(rw._FusedDualDirectionAttention):
         def __init__(self, dda):

@@ -29,6 +29,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(1, str(REPO / "test" / "ros"))      # ros_harness: the tests' DDS harness (Probe, RosHarness)
 
 
 def parse_sizes(text):
@@ -107,7 +108,7 @@ def round_trips(harness, size, frames, warmup, timeout, role):
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import Image
 
-    from ecmnet_ros.testing import Probe, image_msg
+    from ros_harness import Probe, image_msg
 
     probe = Probe(harness, f"bench_probe_{size[0]}x{size[1]}_{time.monotonic_ns()}", depth=5)
     probe.watch("/bench/segmentation/mask", Image)
@@ -160,7 +161,7 @@ def spawn(cmd, env):
 
 
 def stop(proc):
-    from ecmnet_ros.testing import stop_process
+    from ros_harness import stop_process
     return stop_process(proc)
 
 
@@ -190,7 +191,7 @@ def main(argv=None):
     frames = max(10, args.frames or (30 if on_cuda else 10))     # >= the node's minimum latency_window
     tmp = tempfile.TemporaryDirectory()
     if args.weights is None:
-        from ecmnet_ros.testing import make_tiny_checkpoint
+        from ros_harness import make_tiny_checkpoint
         args.weights = str(make_tiny_checkpoint(Path(tmp.name) / "random_ecmnet.pt", input_size=(360, 480)))
         weights_label = "random-init ECMNet (11 classes)"
     else:
@@ -222,7 +223,7 @@ def main(argv=None):
     else:
         ros_error = "skipped (--only engine)"
     if ros_error is None:
-        from ecmnet_ros.testing import RosHarness, isolate_ros_domain
+        from ros_harness import RosHarness, isolate_ros_domain
         isolate_ros_domain()
         env = os.environ.copy()
         env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")

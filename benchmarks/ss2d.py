@@ -23,7 +23,7 @@ import sys
 import torch
 
 from ecmnet_core.model import ECMNet, ECMNetConfig
-from ecmnet_core.ss2d import available_backends, get_scan
+from ecmnet_core.ops.ss2d import available_backends, get_scan
 
 
 def parse_sizes(text: str):
@@ -110,7 +110,7 @@ def bench_backend(name, shapes, ss2d, warmup, iters):
 
 def _kernel_args(shapes, ss2d):
     """Scan arguments as the Triton launchers take them, and the reference output."""
-    from ecmnet_core.ss2d import ss2d_scan_vectorized
+    from ecmnet_core.ops.ss2d import ss2d_scan_vectorized
 
     _, (x, proj, w, bias, A, Ds) = make_args(shapes, ss2d, "cuda", requires_grad=False)
     r, n = shapes["dt_low"][2], shapes["d_state"]
@@ -125,8 +125,8 @@ def sweep(shapes, ss2d, warmup, iters):
     """Time tile configurations of the Triton kernel directly (forward with saved states, backward).
 
     Each line also prints the forward's max error against the PyTorch reference, so a fast but
-    wrong configuration (T > 1 on Triton 3.6 / H100, see triton_scan) cannot pass unnoticed."""
-    from ecmnet_core.ss2d import triton_scan as ts
+    wrong configuration (T > 1 on Triton 3.6 / H100, see ecmnet_core/ops/ss2d/triton.py) cannot pass unnoticed."""
+    from ecmnet_core.ops.ss2d import triton as ts
 
     (x, dt_low, bs, cs, w, bias, A, Ds), ref = _kernel_args(shapes, ss2d)
     dy = torch.randn_like(x)
@@ -151,8 +151,8 @@ def sweep(shapes, ss2d, warmup, iters):
 
 def sweep_inference(shapes, ss2d, warmup, iters):
     """Inference (no saved states): the default forward kernel vs the state-major inference kernel
-    (triton_scan.INFER_KERNEL) at a few tile sizes, each with its max error against the reference."""
-    from ecmnet_core.ss2d import triton_scan as ts
+    (ops/ss2d/triton.py INFER_KERNEL) at a few tile sizes, each with its max error against the reference."""
+    from ecmnet_core.ops.ss2d import triton as ts
 
     (x, dt_low, bs, cs, w, bias, A, Ds), ref = _kernel_args(shapes, ss2d)
     base = time_ms(lambda: ts.scan_forward(x, dt_low, bs, cs, w, bias, A, Ds, False, infer_kernel=False),
@@ -177,9 +177,9 @@ def check_chunks(shapes, ss2d):
     """Forward error of the Triton kernel vs the sequential oracle per direction and chunk T.
 
     T = 16 gave wrong outputs on Triton 3.6 / H100 while T = 1 was exact; this is the check
-    to run before raising triton_scan.CHUNK_T."""
-    from ecmnet_core.ss2d import ss2d_scan_sequential
-    from ecmnet_core.ss2d import triton_scan as ts
+    to run before raising ops/ss2d/triton.py's CHUNK_T."""
+    from ecmnet_core.ops.ss2d import ss2d_scan_sequential
+    from ecmnet_core.ops.ss2d import triton as ts
 
     _, (x, proj, w, bias, A, Ds) = make_args(shapes, ss2d, "cuda", requires_grad=False)
     r, n = shapes["dt_low"][2], shapes["d_state"]

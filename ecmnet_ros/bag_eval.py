@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ecmnet_core.atomic import atomic_path, atomic_write_text
-from ecmnet_core.cli_common import UserError, friendly_main
+from ecmnet_core.utils.atomic import atomic_path, atomic_write_text
+from ecmnet_core.cli.common import UserError, friendly_main
 
 from . import bagio
 from .engine_setup import build_engine, resolution_text

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ecmnet_core.cli_common import UserError
+from ecmnet_core.cli.common import UserError
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"

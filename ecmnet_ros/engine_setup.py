@@ -14,7 +14,7 @@ Resolution = Union[str, Tuple[int, int]]
 def model_input_size(weights) -> Optional[Tuple[int, int]]:
     """input_size stored in a .pt checkpoint's metadata; None when it cannot be read here
     (ONNX files fix their own size; a missing file is reported by the engine itself)."""
-    from ecmnet_core.checkpoint import DEFAULT_WEIGHTS, CheckpointError, read_checkpoint
+    from ecmnet_core.runtime.checkpoint import DEFAULT_WEIGHTS, CheckpointError, read_checkpoint
 
     path = Path(weights) if weights else DEFAULT_WEIGHTS
     if path.suffix == ".onnx" or not path.is_file():
@@ -28,7 +28,7 @@ def model_input_size(weights) -> Optional[Tuple[int, int]]:
 
 def build_engine(weights, device: str, backend: str, precision: str, resolution: Resolution,
                  compile: bool = False):
-    from ecmnet_core.engine import SegmentationEngine
+    from ecmnet_core.runtime.engine import SegmentationEngine
 
     if resolution == "native":
         size = None

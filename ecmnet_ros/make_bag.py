@@ -14,8 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ecmnet_core.cli_common import UserError, friendly_main
-from ecmnet_core.predict import list_images, read_rgb
+from ecmnet_core.cli.common import UserError, friendly_main
+from ecmnet_core.runtime.images import list_images, read_rgb
 
 from . import bagio
 from .conversions import encode_compressed, image_fields

@@ -263,7 +263,7 @@ class SegmentationNode(Node):
             self.stats[cam].record(done - t_recv, t_inf, age)
 
     def _publish(self, cam: int, header, rgb, res) -> None:
-        from ecmnet_core.engine import overlay
+        from ecmnet_core.runtime.postprocess import overlay
 
         pubs = self.pubs[cam]
         pubs["mask"].publish(conversions.numpy_to_image_msg(res.mask, "mono8", header))
@@ -363,7 +363,7 @@ def main(args=None) -> int:
     from rclpy.executors import ExternalShutdownException
     from rclpy.utilities import remove_ros_args
 
-    from ecmnet_core.checkpoint import CheckpointError
+    from ecmnet_core.runtime.checkpoint import CheckpointError
 
     argv = list(sys.argv if args is None else args)
     try:

@@ -16,9 +16,9 @@ python -m pip install -q ros-kilted-rclpy ros-kilted-sensor-msgs ros-kilted-std-
   ros-kilted-rmw-fastrtps-cpp
 # test-only: test_conversions.py compares against the PyPI cv-bridge port (never used at run time)
 python -m pip install -q cv-bridge
-# cityscapesscripts: reference evaluator our mIoU is cross-checked against (test/test_metrics.py)
+# cityscapesscripts: reference evaluator our mIoU is cross-checked against (test/training/test_metrics.py)
 python -m pip install -q cityscapesscripts
 # test-only: Triton's CPU interpreter runs our GPU kernels' code on CPU tensors
-# (test/test_channels_last_ops.py); without it those tests skip
+# (test/core/ops/test_channels_last.py); without it those tests skip
 python -m pip install -q triton || echo "note: triton not installable here; its interpreter tests will skip"
 python -m pip install -q --no-deps -e .

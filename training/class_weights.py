@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
 import torch
 
-from ecmnet_core.atomic import atomic_write_text
+from ecmnet_core.utils.atomic import atomic_write_text
+from ecmnet_core.utils.paths import cache_dir
 
 
 def enet_weights(counts, c: float = 1.02) -> List[float]:
@@ -35,7 +35,7 @@ def label_histogram(labels: torch.Tensor, num_classes: int) -> List[int]:
 
 
 def _cache_dir() -> Path:
-    return Path(os.environ.get("ECMNET_CACHE", Path.home() / ".cache" / "ecmnet")) / "class_counts"
+    return cache_dir("class_counts")
 
 
 def dataset_key(dataset) -> str:

@@ -11,7 +11,7 @@ from typing import Any, Dict, Iterable
 
 import yaml
 
-from ecmnet_core.cli_common import UserError
+from ecmnet_core.cli.common import UserError
 
 # Defaults = the paper's CamVid recipe; dataset YAMLs override what differs.
 DEFAULTS: Dict[str, Any] = {

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import yaml
 
-from ecmnet_core.cli_common import UserError
+from ecmnet_core.cli.common import UserError
 from ecmnet_core.palettes import CAMVID_CLASSES, CAMVID_COLORS, CITYSCAPES_CLASSES, CITYSCAPES_COLORS, \
     default_palette
 

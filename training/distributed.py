@@ -30,10 +30,10 @@ def init_from_env(device_pref: str = "auto") -> tuple:
     local = int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = torch.cuda.is_available() and device_pref in ("auto", "cuda")
     if device_pref == "cuda" and not torch.cuda.is_available():
-        from ecmnet_core.cli_common import UserError
+        from ecmnet_core.cli.common import UserError
         raise UserError("--device cuda requested but CUDA is not available")
     if use_cuda and local >= torch.cuda.device_count():
-        from ecmnet_core.cli_common import UserError
+        from ecmnet_core.cli.common import UserError
         raise UserError(f"process with LOCAL_RANK {local} has no GPU: {torch.cuda.device_count()} CUDA device(s) "
                         "visible; start torchrun with --nproc_per_node <= the GPU count, or pass --device cpu (gloo)")
     if use_cuda:

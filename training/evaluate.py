@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from ecmnet_core.atomic import atomic_write_text
-from ecmnet_core.checkpoint import load_model
-from ecmnet_core.cli_common import UserError, friendly_main
+from ecmnet_core.utils.atomic import atomic_write_text
+from ecmnet_core.runtime.checkpoint import load_model
+from ecmnet_core.cli.common import UserError, friendly_main
 
 from .augment import to_model_input
 from .config import DEFAULTS, deep_merge, load_config

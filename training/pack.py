@@ -21,8 +21,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ecmnet_core.atomic import atomic_path
-from ecmnet_core.cli_common import UserError, friendly_main
+from ecmnet_core.utils.atomic import atomic_path
+from ecmnet_core.cli.common import UserError, friendly_main
 
 from .datasets import PACK_FORMAT, build_dataset
 

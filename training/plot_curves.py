@@ -6,8 +6,8 @@ import csv
 import sys
 from pathlib import Path
 
-from ecmnet_core.atomic import atomic_path
-from ecmnet_core.cli_common import UserError, friendly_main
+from ecmnet_core.utils.atomic import atomic_path
+from ecmnet_core.cli.common import UserError, friendly_main
 
 
 @friendly_main

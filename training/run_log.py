@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from ecmnet_core.atomic import atomic_write_text
+from ecmnet_core.utils.atomic import atomic_write_text
 
 COLUMNS = ["epoch", "step", "lr", "train_loss", "val_miou", "val_pixel_acc", "img_per_s", "epoch_s",
            "elapsed_min"]

@@ -11,8 +11,8 @@ import csv
 import sys
 from pathlib import Path
 
-from ecmnet_core.checkpoint import load_model, save_checkpoint
-from ecmnet_core.cli_common import UserError, friendly_main
+from ecmnet_core.runtime.checkpoint import load_model, save_checkpoint
+from ecmnet_core.cli.common import UserError, friendly_main
 
 
 def history_summary(metrics_csv: Path) -> dict:

@@ -11,8 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ecmnet_core.checkpoint import read_checkpoint
-from ecmnet_core.cli_common import UserError, friendly_main
+from ecmnet_core.runtime.checkpoint import read_checkpoint
+from ecmnet_core.cli.common import UserError, friendly_main
 
 from .config import apply_overrides, deep_merge, DEFAULTS, dump, load_config, validate
 
@@ -79,7 +79,7 @@ def resolve_config(args) -> tuple:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     cfg, out, resume = resolve_config(args)
-    from ecmnet_core.atomic import atomic_write_text
+    from ecmnet_core.utils.atomic import atomic_write_text
 
     from .distributed import cleanup, init_from_env
     from .trainer import Trainer

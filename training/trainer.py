@@ -20,8 +20,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, DistributedSampler
 
-from ecmnet_core.checkpoint import git_commit, make_metadata, read_checkpoint, save_checkpoint
-from ecmnet_core.cli_common import UserError
+from ecmnet_core.runtime.checkpoint import git_commit, make_metadata, read_checkpoint, save_checkpoint
+from ecmnet_core.cli.common import UserError
 from ecmnet_core.model import ECMNet
 from ecmnet_core.palettes import IMAGENET_MEAN, IMAGENET_STD
 
@@ -116,7 +116,7 @@ def _flat_diff(a: dict, b: dict, prefix: str = "") -> dict:
 
 
 def _commit() -> str:
-    """Commit of the code (ecmnet_core.checkpoint.git_commit honours $ECMNET_GIT_COMMIT)."""
+    """Commit of the code (ecmnet_core.runtime.checkpoint.git_commit honours $ECMNET_GIT_COMMIT)."""
     c = git_commit()
     return c if re.fullmatch(r"[0-9a-f]{7,40}", c or "") else "unknown"
 

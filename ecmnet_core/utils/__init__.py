@@ -1,0 +1,1 @@
+"""Leaf helpers every layer may use: atomic writes, cache paths, the user-error type."""
