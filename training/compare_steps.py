@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from ecmnet_core.atomic import atomic_path
-from ecmnet_core.cli_common import friendly_main
+from ecmnet_core.utils.atomic import atomic_path
+from ecmnet_core.cli.common import friendly_main
 
 from .config import load_config
 from .distributed import DistInfo

@@ -4,7 +4,7 @@
 # recipe's shape (batch 6, 1024x1024 crops of 1024x2048 frames, SGD), then the first 300 steps' loss
 # with the eager and the graphed step (training.compare_steps). Raw outputs land in $OUT.
 . "$(dirname "$0")/../../scripts/device/session.sh" /tmp/step_check
-step pytest_step 200 python -m pytest -q -p no:cacheprovider test/test_training_step.py
+step pytest_step 200 python -m pytest -q -p no:cacheprovider test/training/test_step.py
 step throughput_camvid 200 python -m training.throughput --batch 8 --size 360 480 \
   --variants ${CAMVID_VARIANTS:-fp32,fp32-graph,fp32-compile-graph,bf16-compile-graph} ${PROFILE:+--profile $PROFILE}
 step compare_steps $(( 560 - SECONDS > 60 ? 150 : 1 )) python -m training.compare_steps --steps 300 \
