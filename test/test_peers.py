@@ -132,6 +132,20 @@ def test_peer_runs_in_the_engine_like_ecmnet(cls):
     assert mask.shape == (70, 99) and np.mean(mask == expected) > 0.999
 
 
+@pytest.mark.parametrize("cls", MODERN)
+def test_engine_rewrites_leave_peers_on_pytorch_ops(cls):
+    """The compiled CUDA engine's options (shifts, Triton kernels) are ECMNet's: they find nothing in a
+    folded peer, so the peers' engine rows time PyTorch's own kernels (docs/benchmarks/inference.md)."""
+    from benchmarks.inference import fold_peer
+    from ecmnet_core.inference_rewrites import optimize_for_inference
+
+    model = fold_peer(cls(19).eval())
+    before = [(name, type(m)) for name, m in model.named_modules() if name]
+    rewritten = optimize_for_inference(copy.deepcopy(model), fold_bn=False, depthwise_as_shifts=True,
+                                       channels_last_kernels=True, fused_edab=True)
+    assert [(name, type(m)) for name, m in rewritten.named_modules() if name] == before
+
+
 def test_peers_command_prints_counts():
     done = subprocess.run([sys.executable, "-m", "benchmarks.peers"], cwd=REPO, capture_output=True, text=True,
                           timeout=300)
