@@ -23,7 +23,7 @@ def bn_relu_conv(cin, cout, kernel=1, groups=1):
 
 
 def resize_to(x, ref):
-    """Bilinear (align_corners=False, as both papers' code) resize of x to ref's H x W."""
+    """Bilinear resize of x to ref's H x W (align_corners=False, as in all three official codes)."""
     return F.interpolate(x, size=ref.shape[-2:], mode="bilinear", align_corners=False)
 
 
