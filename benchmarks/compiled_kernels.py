@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.inference import NUM_CLASSES, prepare, time_network  # noqa: E402
-from benchmarks.peers import ENet, ERFNet  # noqa: E402
+from benchmarks.peers import PEERS  # noqa: E402
 from ecmnet_core.model import ECMNet  # noqa: E402
 
 SIZE = (1024, 2048)
@@ -89,7 +89,7 @@ def summarize(path: Path):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path)
-    ap.add_argument("--models", default="ECMNet,ERFNet")
+    ap.add_argument("--models", default="ECMNet,ERFNet", help=f"comma list of ECMNet, {', '.join(PEERS)}")
     ap.add_argument("--inductor", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--channels-last-kernels", action="store_true", help="ECMNet: engine option of that name")
     ap.add_argument("--fused-edab", action="store_true", help="ECMNet: engine option fused_edab")
@@ -99,6 +99,10 @@ def main(argv=None):
         for path in args.summarize:
             summarize(path)
         return 0
+    unknown = set(args.models.split(",")) - {"ECMNet", *PEERS}
+    if unknown:
+        print(f"error: unknown models {sorted(unknown)}; choose from ECMNet, {', '.join(PEERS)}", file=sys.stderr)
+        return 2
     if args.out is None or not torch.cuda.is_available():
         print("error: needs --out DIR and a CUDA GPU (or --summarize TABLE)", file=sys.stderr)
         return 2
@@ -112,11 +116,10 @@ def main(argv=None):
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"device: {torch.cuda.get_device_name()} | date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC} | "
           f"torch {torch.__version__} | {SIZE[0]}x{SIZE[1]} {PRECISION}, batch 1, compiled + CUDA graph")
-    peers = {"ERFNet": ERFNet, "ENet": ENet}
     for name in args.models.split(","):
         torch.manual_seed(0)
         ecm = name == "ECMNet"
-        src = ECMNet(num_classes=NUM_CLASSES, ss2d_backend="cuda").eval() if ecm else peers[name](NUM_CLASSES).eval()
+        src = (ECMNet(num_classes=NUM_CLASSES, ss2d_backend="cuda") if ecm else PEERS[name].cls(NUM_CLASSES)).eval()
         t0 = time.perf_counter()
         options = dict(channels_last_kernels=args.channels_last_kernels, fused_edab=args.fused_edab) if ecm else {}
         model = torch.compile(prepare(copy.deepcopy(src), PRECISION, ecmnet=ecm, shifts=ecm, options=options),

@@ -1,4 +1,5 @@
-"""Inference latency of ECMNet vs ERFNet / ENet on one GPU, in one run.
+"""Inference latency of ECMNet vs its peers (benchmarks/peers: DDRNet-23-slim, PIDNet-S, PP-LiteSeg-T,
+ERFNet, ENet) on one GPU, in one run.
 
     PYTHONPATH=. python benchmarks/inference.py                 # all sizes, fp32 + fp16
     PYTHONPATH=. python benchmarks/inference.py --sizes 1024x2048 --precisions fp16 --profile
@@ -32,7 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.peers import ENet, ERFNet  # noqa: E402
+from benchmarks.peers import PEERS  # noqa: E402
 from ecmnet_core.runtime.checkpoint import make_metadata  # noqa: E402
 from ecmnet_core.runtime.engine import (PRECISIONS, SegmentationEngine, default_kernel_options,  # noqa: E402
                                 optimize_for_inference)
@@ -40,6 +41,7 @@ from ecmnet_core.model import ECMNet, count_parameters  # noqa: E402
 from ecmnet_core.ops.ss2d import available_backends  # noqa: E402
 
 NUM_CLASSES = 19
+W = max(len(n) for n in ["ECMNet+kf", *PEERS])     # width of the model column
 
 
 def parse_sizes(text):
@@ -211,7 +213,7 @@ def compiled_comparison(base, peers, meta, size, prec, backend, args):
     """Best treatment for every model: torch.compile + CUDA graph (ECMNet's depthwise convs as
     shifted multiply-adds, which the compiler fuses; the engine does the same with compile=True)."""
     print(f"compiled: torch.compile(dynamic=False) + CUDA graph, {size[0]}x{size[1]} {prec}, batch 1")
-    print(f"{'model':<8} {'ss2d':<10} | {'net p50':>8} {'p99':>7} {'FPS':>7} | {'e2e p50':>8} {'p99':>7} "
+    print(f"{'model':<{W}} {'ss2d':<10} | {'net p50':>8} {'p99':>7} {'FPS':>7} | {'e2e p50':>8} {'p99':>7} "
           f"{'FPS':>7} | compile+warm-up s")
     rows = []
     # peers right after the baseline, the opt-in variants last (most promising first)
@@ -240,11 +242,11 @@ def compiled_comparison(base, peers, meta, size, prec, backend, args):
                     profile(net_model, size, prec, rows=40)
             del net_model
         except Exception as exc:  # noqa: BLE001 - one failing model must not stop the run
-            print(f"{name:<8} FAILED: {type(exc).__name__}: {str(exc).splitlines()[0][:150]}")
+            print(f"{name:<{W}} FAILED: {type(exc).__name__}: {str(exc).splitlines()[0][:150]}")
             continue
         rows.append(dict(model=name, backend=backend if ecm else "-", size=list(size), precision=prec,
                          net=net, e2e=e2e, compiled=True))
-        print(f"{name:<8} {backend if ecm else '-':<10} | {net['p50']:>8.3f} {net['p99']:>7.3f} {net['fps']:>7.1f} | "
+        print(f"{name:<{W}} {backend if ecm else '-':<10} | {net['p50']:>8.3f} {net['p99']:>7.3f} {net['fps']:>7.1f} | "
               f"{e2e['p50']:>8.3f} {e2e['p99']:>7.3f} {e2e['fps']:>7.1f} | {t1 - t0:.0f} / {t2 - t1:.0f}"
               f"{'' if net['mode'] == 'graph' else '  (net not graphed)'}", flush=True)
         torch.cuda.empty_cache()
@@ -266,7 +268,8 @@ def main(argv=None):
     ap.add_argument("--iters", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--no-peers", action="store_true")
-    ap.add_argument("--peers", default="ERFNet,ENet", help="comma list of peers to time (default: both)")
+    ap.add_argument("--peers", default=",".join(PEERS),
+                    help=f"comma list of peers to time (default: all of {', '.join(PEERS)})")
     ap.add_argument("--no-engine", action="store_true", help="skip the end-to-end engine timings")
     ap.add_argument("--ablation", action="store_true",
                     help="at the largest size / last precision: eager vs folded vs graph vs torch.compile")
@@ -291,6 +294,10 @@ def main(argv=None):
                     help="with --compiled: skip the eager/graph table and the eager profile")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
+    unknown = set(args.peers.split(",")) - set(PEERS)
+    if unknown:
+        print(f"error: unknown peers {sorted(unknown)}; choose from {', '.join(PEERS)}", file=sys.stderr)
+        return 2
     if not torch.cuda.is_available():
         print("error: benchmarks/inference.py needs a CUDA GPU", file=sys.stderr)
         return 2
@@ -314,17 +321,17 @@ def main(argv=None):
     meta = make_metadata(NUM_CLASSES)
     torch.manual_seed(0)
     base = ECMNet(num_classes=NUM_CLASSES).eval()
-    peer_classes = {"ERFNet": ERFNet, "ENet": ENet}
-    unknown = set(args.peers.split(",")) - set(peer_classes)
-    if unknown:
-        print(f"error: unknown peers {sorted(unknown)}; choose from {sorted(peer_classes)}", file=sys.stderr)
-        return 2
-    peers = {} if args.no_peers else {n: peer_classes[n](NUM_CLASSES).eval() for n in args.peers.split(",")}
+    peers = {} if args.no_peers else {n: PEERS[n].cls(NUM_CLASSES).eval() for n in args.peers.split(",")}
     print(f"parameters ({NUM_CLASSES} classes): ECMNet {count_parameters(base):,}"
           + "".join(f", {n} {count_parameters(m):,}" for n, m in peers.items()))
+    published = [f"{n} {PEERS[n].cityscapes_test_miou:.1f} %"
+                 + (f" ({PEERS[n].miou_note})" if PEERS[n].miou_note else "")
+                 for n in peers if PEERS[n].cityscapes_test_miou is not None]
+    if published:
+        print("published Cityscapes test mIoU: " + ", ".join(published))
     print(f"batch 1, {args.iters} timed iterations after {args.warmup} warm-up; latency in ms\n")
     results = []
-    hdr = (f"{'model':<8} {'ss2d':<10} {'size':>9} {'prec':<4} | {'net p50':>8} {'p99':>7} {'FPS':>7} {'mode':<5} | "
+    hdr = (f"{'model':<{W}} {'ss2d':<10} {'size':>9} {'prec':<4} | {'net p50':>8} {'p99':>7} {'FPS':>7} {'mode':<5} | "
            f"{'e2e p50':>8} {'p99':>7} {'FPS':>7} {'mode':<5}")
     for size in [] if args.compiled_only else args.sizes:
         for prec in precisions:
@@ -353,7 +360,7 @@ def main(argv=None):
                         else:
                             e2e = time_engine(peer_engine_source(src), meta, size, prec, args.iters, args.warmup, fold=False)
                 except Exception as exc:  # noqa: BLE001 - a broken backend must not stop the run
-                    print(f"{name:<8} {backend:<10} FAILED: {type(exc).__name__}: {str(exc).splitlines()[0][:150]}")
+                    print(f"{name:<{W}} {backend:<10} FAILED: {type(exc).__name__}: {str(exc).splitlines()[0][:150]}")
                     torch.cuda.synchronize()
                     torch.cuda.empty_cache()
                     continue
@@ -361,7 +368,7 @@ def main(argv=None):
                 rows.append(row)
                 e2e_txt = (f"{e2e['p50']:>8.3f} {e2e['p99']:>7.3f} {e2e['fps']:>7.1f} {e2e['mode']:<5}"
                            if e2e else f"{'-':>8} {'-':>7} {'-':>7} {'':<5}")
-                print(f"{name:<8} {backend:<10} {size[0]:>4}x{size[1]:<4} {prec:<4} | {net['p50']:>8.3f} "
+                print(f"{name:<{W}} {backend:<10} {size[0]:>4}x{size[1]:<4} {prec:<4} | {net['p50']:>8.3f} "
                       f"{net['p99']:>7.3f} {net['fps']:>7.1f} {net['mode']:<5} | {e2e_txt}", flush=True)
                 torch.cuda.empty_cache()
             ecm = [r for r in rows if r["model"].startswith("ECMNet")]
@@ -425,7 +432,12 @@ def main(argv=None):
         results += compiled_comparison(base, peers, meta, largest, prec, best_backend, args)
     if args.json:
         args.json.write_text(json.dumps({"device": torch.cuda.get_device_name(), "torch": torch.__version__,
-                                         "date": dt.datetime.now(dt.timezone.utc).isoformat(), "results": results},
+                                         "date": dt.datetime.now(dt.timezone.utc).isoformat(),
+                                         "parameters": {"ECMNet": count_parameters(base),
+                                                        **{n: count_parameters(m) for n, m in peers.items()}},
+                                         "published_cityscapes_test_miou": {
+                                             n: PEERS[n].cityscapes_test_miou for n in peers},
+                                         "results": results},
                                         indent=1))
     return 0
 
