@@ -85,15 +85,15 @@ def test_graphed_step_matches_eager(exact_fp32, optim, compile_model):
         if i == 0:   # the first step's gradients, before the weights drift apart by rounding
             for (name, pe), pg in zip(m_e.named_parameters(), m_g.parameters()):
                 assert pg.grad is not None and _close(pg.grad, pe.grad, 50 * tol), name
+                if optim == "sgd":   # SGD's update is linear in the gradient: the weights agree as closely
+                    assert _close(pg, pe, 50 * tol), name
     torch.cuda.synchronize()
     for (name, pe), pg in zip(m_e.state_dict().items(), m_g.state_dict().values()):
+        # BN num_batches_tracked: the warm-up steps were undone. Float weights are not compared after
+        # several steps: BatchNorm biases near zero amplify rounding differences step by step, and
+        # Adam's early updates are about lr * sign(grad), so the per-step losses are the check there.
         if not pe.is_floating_point():
-            assert torch.equal(pg, pe), name     # BN num_batches_tracked: the warm-up steps were undone
-        elif optim == "sgd":
-            # SGD's update is linear in the gradient, so the weights stay as close as the gradients.
-            # (Adam's first steps are about lr * sign(grad): a weight whose gradient is rounding noise
-            # moves +-lr either way, so for Adam the losses and gradients above are the check.)
-            assert _close(pg, pe, 50 * tol), name
+            assert torch.equal(pg, pe), name
 
 
 @cuda
