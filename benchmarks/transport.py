@@ -58,6 +58,41 @@ def plan(quick: bool):
     return runs
 
 
+def depth_ab(args, weights, diag, tmp: Path, run_camera, measure, NodeProcess) -> list:
+    """Both node configurations up at once, camera runs alternating between them, so a drifting host
+    load hits both alike: does the deeper input history keep the frames a slow repair delivers late?"""
+    print(f"\nqos_depth A/B: reliable 1080p rgb8 camera without profile, node with profile, {args.ab_repeats} "
+          "alternating runs each\n\n| node qos_depth | run | received / published | loss % | node-counted lost "
+          "| callback p50 / p99 ms | load |\n|---|---|---|---|---|---|---|", flush=True)
+    nodes, rows = {}, []
+    try:
+        for depth in ("20", "5"):
+            topics = [f"/bench_ab_d{depth}/r{i}/image_raw" for i in range(args.ab_repeats)]
+            nodes[depth] = (NodeProcess(weights, topics, profile=True, log_path=tmp / f"ab{depth}.log",
+                                        params={"diagnostics_period": "0.5", "qos_depth": depth}), topics)
+        for depth, (node, _) in nodes.items():
+            node.wait_ready(diag)
+        for i in range(args.ab_repeats):
+            for depth, (_, topics) in nodes.items():
+                try:
+                    cam = run_camera(topics[i], "1080x1920", "raw", "reliable", profile=False, frames=args.frames,
+                                     rate=args.rate)
+                    r = measure(diag, topics[i], cam)
+                except Exception as exc:  # noqa: BLE001
+                    print(f"| {depth} | {i + 1} | failed: {exc} |", flush=True)
+                    continue
+                r.update(node=f"ab-depth{depth}", frame="1080p rgb8", camera_reliability="reliable",
+                         camera_profile=False, load=os.getloadavg()[0])
+                rows.append(r)
+                print(f"| {depth} | {i + 1} | {r['received']} / {r['published']} | {r['loss_pct']:.1f} | "
+                      f"{r['node_frames_lost_transport']} | {r['callback_latency_p50_ms']:.1f} / "
+                      f"{r['callback_latency_p99_ms']:.1f} | {r['load']:.1f} |", flush=True)
+    finally:
+        for node, _ in nodes.values():
+            node.stop()
+    return rows
+
+
 def git_commit() -> str:
     try:
         rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -92,6 +127,9 @@ def main(argv=None) -> int:
     p.add_argument("--rate", type=float, default=30.0)
     p.add_argument("--quick", action="store_true", help="1080p rgb8 only")
     p.add_argument("--nodes", default=",".join(NODES), help=f"node configurations to run ({','.join(NODES)})")
+    p.add_argument("--ab-repeats", type=int, default=3,
+                   help="qos_depth 20 vs 5 A/B: alternating rows per node, reliable 1080p camera without profile "
+                        "(0 skips it)")
     p.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
     args = p.parse_args(argv)
     wanted = [n.strip() for n in args.nodes.split(",") if n.strip()]
@@ -154,6 +192,8 @@ def main(argv=None) -> int:
             finally:
                 log = node.stop()
             node_warnings[node_name] = [ln for ln in log.splitlines() if "[WARN]" in ln or "[ERROR]" in ln]
+        if args.ab_repeats:
+            rows += depth_ab(args, weights, diag, Path(tmp), run_camera, measure, NodeProcess)
     print(f"\nload average at end {os.getloadavg()[0]:.2f}")
     for name, lines in node_warnings.items():
         if lines:     # what the node said about the lossy rows (transport diagnostics)
