@@ -16,6 +16,7 @@ Node configurations:
 
     python benchmarks/transport.py                      # full matrix, ~6 min on 2 cores
     python benchmarks/transport.py --quick              # 1080p rgb8 only
+    python benchmarks/transport.py --nodes "" --ab-repeats 4   # only the qos_depth A/Bs (node, plain subscriber)
 The host's 1-minute load average is printed per row: on a shared machine it explains outliers.
 ROS_DOMAIN_ID: random in 1..200 unless ECMNET_TEST_DOMAIN is set (as in the tests).
 """
@@ -93,6 +94,68 @@ def depth_ab(args, weights, diag, tmp: Path, run_camera, measure, NodeProcess) -
     return rows
 
 
+def run_subscriber(topic: str, depth: int, idle: float) -> int:
+    """--subscriber role: a plain rclpy reliable subscription (no node, no worker) that counts frames and
+    sequence gaps until `idle` s pass without a frame; prints one JSON line."""
+    import time
+
+    import rclpy
+    from rclpy.node import Node
+    from sensor_msgs.msg import Image
+
+    from ecmnet_ros.qos import input_qos
+
+    rclpy.init()
+    node = Node("transport_bench_subscriber")
+    seen = {"received": 0, "gaps": 0, "last_seq": None, "last": None}
+
+    def on_frame(_msg, info):
+        seq = info.get("publication_sequence_number")
+        if seen["last_seq"] is not None and seq is not None:
+            seen["gaps"] += max(0, seq - seen["last_seq"] - 1)
+        seen["last_seq"], seen["last"] = seq, time.monotonic()
+        seen["received"] += 1
+    node.create_subscription(Image, topic, on_frame, input_qos("reliable", depth))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (seen["last"] is None or time.monotonic() - seen["last"] < idle):
+        rclpy.spin_once(node, timeout_sec=0.1)
+    print(json.dumps({"received": seen["received"], "gaps": seen["gaps"]}), flush=True)
+    node.destroy_node()
+    rclpy.try_shutdown()
+    return 0
+
+
+def subscriber_ab(args, run_camera) -> list:
+    """qos_depth 5 vs 20 without the node: a plain reliable subscriber process per run, alternating."""
+    from ecmnet_ros.transport_rig import dds_env
+
+    print(f"\nqos_depth A/B without the node (plain rclpy subscriber process, reliable, no profile on either "
+          f"side): reliable 1080p rgb8 camera, {args.ab_repeats} alternating runs each\n\n| subscriber depth | run "
+          "| received / published | loss % | load |\n|---|---|---|---|---|", flush=True)
+    rows = []
+    for i in range(args.ab_repeats):
+        for depth in (20, 5):
+            topic = f"/bench_sub_d{depth}/r{i}/image_raw"
+            sub = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--subscriber", topic,
+                                    "--depth", str(depth)], stdout=subprocess.PIPE, text=True, env=dds_env(False))
+            try:
+                cam = run_camera(topic, "1080x1920", "raw", "reliable", profile=False, frames=args.frames,
+                                 rate=args.rate)
+                out, _ = sub.communicate(timeout=60)
+                got = json.loads(out.strip().splitlines()[-1])
+            except Exception as exc:  # noqa: BLE001
+                sub.kill()
+                print(f"| {depth} | {i + 1} | failed: {exc} |", flush=True)
+                continue
+            published = int(cam["published"])
+            loss = 100.0 * (published - got["received"]) / published
+            rows.append({"node": f"subscriber-depth{depth}", "published": published, "received": got["received"],
+                         "loss_pct": loss, "load": os.getloadavg()[0]})
+            print(f"| {depth} | {i + 1} | {got['received']} / {published} | {loss:.1f} | {rows[-1]['load']:.1f} |",
+                  flush=True)
+    return rows
+
+
 def git_commit() -> str:
     try:
         rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -128,10 +191,14 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="1080p rgb8 only")
     p.add_argument("--nodes", default=",".join(NODES), help=f"node configurations to run ({','.join(NODES)})")
     p.add_argument("--ab-repeats", type=int, default=3,
-                   help="qos_depth 20 vs 5 A/B: alternating rows per node, reliable 1080p camera without profile "
-                        "(0 skips it)")
+                   help="qos_depth 20 vs 5 A/B, in the node and in a plain subscriber process: alternating runs, "
+                        "reliable 1080p camera without profile (0 skips it)")
     p.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
+    p.add_argument("--subscriber", default=None, help=argparse.SUPPRESS)      # role used by the A/B
+    p.add_argument("--depth", type=int, default=20, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.subscriber:
+        return run_subscriber(args.subscriber, args.depth, idle=2.0)
     wanted = [n.strip() for n in args.nodes.split(",") if n.strip()]
     unknown = sorted(set(wanted) - set(NODES))
     if unknown or args.frames < 10 or args.rate <= 0:
@@ -194,6 +261,7 @@ def main(argv=None) -> int:
             node_warnings[node_name] = [ln for ln in log.splitlines() if "[WARN]" in ln or "[ERROR]" in ln]
         if args.ab_repeats:
             rows += depth_ab(args, weights, diag, Path(tmp), run_camera, measure, NodeProcess)
+            rows += subscriber_ab(args, run_camera)
     print(f"\nload average at end {os.getloadavg()[0]:.2f}")
     for name, lines in node_warnings.items():
         if lines:     # what the node said about the lossy rows (transport diagnostics)
