@@ -11,7 +11,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 
 CHOICES = {
     "precision": ("fp32", "fp16", "bf16"),
-    "qos_reliability": ("best_effort", "reliable"),
+    "qos_reliability": ("auto", "best_effort", "reliable"),
     "confidence_encoding": ("32FC1", "mono8"),
 }
 
@@ -46,9 +46,11 @@ PARAMETERS: Sequence[Param] = (
                                    "empty entries = <camera namespace>/segmentation"),
     Param("camera_info_passthrough", True, "subscribe <camera namespace>/camera_info and republish it on "
                                            "<prefix>/camera_info with each mask's stamp"),
-    Param("qos_reliability", "best_effort", "input subscription reliability: best_effort (sensor data) "
-                                             "or reliable"),
-    Param("qos_depth", 5, "input subscription history depth", (1, 1000)),
+    Param("qos_reliability", "auto", "input subscription reliability: auto (match the publishers: reliable "
+                                      "when every publisher is reliable, else best effort), best_effort or "
+                                      "reliable"),
+    Param("qos_depth", 20, "input subscription history depth (large frames need room while their fragments "
+                           "arrive; 5 lost 1080p frames at 30 Hz, see docs/ros.md)", (1, 1000)),
     Param("output_qos_depth", 5, "output publishers' history depth (reliable)", (1, 1000)),
     Param("publish_color", True, "publish the colourised mask (rgb8) on <prefix>/color"),
     Param("publish_overlay", False, "publish image/mask blend (rgb8) on <prefix>/overlay"),

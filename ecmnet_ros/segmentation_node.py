@@ -15,7 +15,7 @@ import json
 import sys
 import threading
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import rclpy
 from rclpy.exceptions import ParameterException, NameValidationException
@@ -27,12 +27,15 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
 
 from . import conversions
+from .camera_input import CameraInput
 from .conversions import ConversionError
 from .engine_setup import backend_name, build_engine, resolution_text
 from .mailbox import LatestFrameMailbox
 from .params import PARAMETERS, ConfigError, validate
+from .qos import input_qos, loaded_profile
 from .stats import CameraStats, ErrorThrottle
 from .topics import CameraTopics, camera_topics
+from .transport_health import ERROR, diagnose
 
 NODE_NAME = "ecmnet_segmentation"
 _IGNORED_OVERRIDES = {"use_sim_time", "start_type_description_service", "start_parameter_event_publisher"}
@@ -75,6 +78,7 @@ class SegmentationNode(Node):
         self._camera_info: Dict[int, CameraInfo] = {}
         self._overlay_alpha = float(self.cfg.overlay_alpha)
         self._last_diag = [(0, 0) for _ in self.cameras]       # (errors, processed) at last report
+        self._fastdds_profile = loaded_profile() or "none (Fast DDS defaults)"
         self._create_interfaces()
         self.add_on_set_parameters_callback(self._on_set_parameters)
         if self.cfg.warmup:
@@ -132,9 +136,9 @@ class SegmentationNode(Node):
         return resolution_text(self.engine)
 
     def _create_interfaces(self):
-        sub_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self.cfg.qos_depth,
-                             reliability=ReliabilityPolicy.BEST_EFFORT if self.cfg.qos_reliability == "best_effort"
-                             else ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+        # camera_info is small: best effort (matches every publisher) unless a reliability is forced
+        info_qos = input_qos("best_effort" if self.cfg.qos_reliability == "auto" else self.cfg.qos_reliability,
+                             self.cfg.qos_depth)
         pub_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self.cfg.output_qos_depth,
                              reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
         self.pubs: List[Dict[str, object]] = []
@@ -143,13 +147,15 @@ class SegmentationNode(Node):
         try:
             for i, cam in enumerate(self.cameras):
                 msg_type = CompressedImage if cam.compressed else Image
-                sub = self.create_subscription(msg_type, cam.input, lambda m, i=i: self._on_image(i, m), sub_qos)
-                self.input_subs.append(sub)
-                self.subs.append(sub)
+                expected = "sensor_msgs/msg/CompressedImage" if cam.compressed else "sensor_msgs/msg/Image"
+                cam_input = CameraInput(self, msg_type, cam.input, lambda m, i=i: self._on_image(i, m),
+                                        self.cfg.qos_reliability, self.cfg.qos_depth, expected,
+                                        self.cfg.latency_window)
+                self.input_subs.append(cam_input)
                 if self.cfg.camera_info_passthrough:
                     self.subs.append(self.create_subscription(CameraInfo, cam.camera_info,
                                                               lambda m, i=i: self._camera_info.__setitem__(i, m),
-                                                              sub_qos))
+                                                              info_qos))
                 pubs = {"mask": self.create_publisher(Image, cam.output("mask"), pub_qos)}
                 if self.cfg.publish_color:
                     pubs["color"] = self.create_publisher(Image, cam.output("color"), pub_qos)
@@ -205,14 +211,18 @@ class SegmentationNode(Node):
         self.stats[camera].last_input = time.monotonic()
         self.mailbox.put(camera, msg)
 
-    def _report(self, camera: int, kind: str, message: str, bad_frame: bool = True) -> None:
+    def _report(self, camera: int, kind: str, message: str, bad_frame: bool = True, warn: bool = False) -> None:
         """Log a problem (throttled per camera and kind); count it as a bad frame unless it is not one."""
         if bad_frame:
             self.stats[camera].error(message)
         suppressed = self.throttle.should_log((camera, kind))
         if suppressed is not None:
             extra = f" ({suppressed} similar messages suppressed)" if suppressed else ""
-            self.get_logger().error(f"[{self.cameras[camera].input}] {kind}: {message}{extra}")
+            text = f"[{self.cameras[camera].input}] {kind}: {message}{extra}"
+            if warn:      # one call site per severity: rclpy refuses a severity change at one call site
+                self.get_logger().warning(text)
+            else:
+                self.get_logger().error(text)
 
     def _decode(self, camera: int, msg):
         if self.cameras[camera].compressed:
@@ -285,40 +295,23 @@ class SegmentationNode(Node):
             pubs["camera_info"].publish(info)
 
     # ---------------------------------------------------------------- diagnostics
-    def _check_graph(self, cam: int) -> Optional[str]:
-        topic = self.input_subs[cam].topic_name
-        expected = "sensor_msgs/msg/CompressedImage" if self.cameras[cam].compressed else "sensor_msgs/msg/Image"
-        publishers = self.get_publishers_info_by_topic(topic)
-        wrong = sorted({p.topic_type for p in publishers if p.topic_type != expected})
-        if wrong:
-            return f"topic {topic} carries {', '.join(wrong)}, this node expects {expected}"
-        if not publishers:
-            return f"no publisher on {topic}"
-        return None
-
     def _publish_diagnostics(self) -> None:
         arr = DiagnosticArray()
         arr.header.stamp = self.get_clock().now().to_msg()
-        now = time.monotonic()
         for i, cam in enumerate(self.cameras):
             snap = self.stats[i].snapshot(self.mailbox.received[i])
-            level, message = DiagnosticStatus.OK, "ok"
-            last_input = self.stats[i].last_input
-            if last_input is None or now - last_input > self.cfg.stale_input_timeout:
-                level = DiagnosticStatus.WARN
-                graph = self._check_graph(i)
-                message = f"no input for {self.cfg.stale_input_timeout:g} s" + (f": {graph}" if graph else "")
-                if graph and "carries" in graph:
-                    # a misconfigured graph, not a bad frame: ERROR on every tick until the publisher is fixed
-                    level = DiagnosticStatus.ERROR
-                    self._report(i, "topic type", graph, bad_frame=False)
+            # no input / QoS mismatch / transport loss, with the likely cause (ecmnet_ros.transport_health)
+            health, message, kind = diagnose(self.input_subs[i].facts(self.cfg.stale_input_timeout))
+            if kind:
+                self._report(i, kind, message, bad_frame=False, warn=health < ERROR)
+            level = (DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR)[health]
             errors_before, processed_before = self._last_diag[i]
             if snap["errors"] > errors_before and level != DiagnosticStatus.ERROR:
                 level = DiagnosticStatus.ERROR if snap["processed"] == processed_before else DiagnosticStatus.WARN
                 message = f"{snap['errors'] - errors_before} bad frame(s): {snap['last_error']}"
             self._last_diag[i] = (snap["errors"], snap["processed"])
             values = {
-                "input_topic": self.input_subs[i].topic_name,
+                "input_topic": self.input_subs[i].topic,
                 "device": str(self.engine.device), "backend": str(self.backend_name),
                 "resolution": self._resolution_text(),
                 "input_fps": f"{snap['input_fps']:.2f}", "output_fps": f"{snap['output_fps']:.2f}",
@@ -328,6 +321,7 @@ class SegmentationNode(Node):
                 "frames_received": str(self.mailbox.received[i]), "frames_processed": str(snap["processed"]),
                 "frames_dropped": str(self.mailbox.dropped[i]), "errors": str(snap["errors"]),
                 "last_error": snap["last_error"],
+                **self.input_subs[i].totals(), "fastdds_profile": self._fastdds_profile,
             }
             arr.status.append(DiagnosticStatus(
                 level=level, name=f"{self.get_fully_qualified_name()}: {cam.input}", message=message,

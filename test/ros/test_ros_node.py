@@ -391,7 +391,7 @@ def test_runtime_parameter_changes_and_typo_warning(harness, tiny_checkpoint, ca
     out_of_range, = node.set_parameters([Parameter("overlay_alpha", value=1.5)])
     read_only, = node.set_parameters([Parameter("qos_depth", value=3)])
     assert not out_of_range.successful and node._overlay_alpha == 0.25
-    assert not read_only.successful and node.get_parameter("qos_depth").value == 5
+    assert not read_only.successful and node.get_parameter("qos_depth").value == 20
     descriptor = node.describe_parameter("qos_depth")
     assert descriptor.integer_range[0].from_value == 1 and descriptor.read_only and descriptor.description
     node.destroy_node()
