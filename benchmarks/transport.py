@@ -35,6 +35,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(1, str(REPO / "test" / "ros"))      # ros_harness, transport_rig: the tests' DDS rig
 
 NODES = {
     "profile": (True, {}),
@@ -127,7 +128,7 @@ def run_subscriber(topic: str, depth: int, idle: float) -> int:
 
 def subscriber_ab(args, run_camera) -> list:
     """qos_depth 5 vs 20 without the node: a plain reliable subscriber process per run, alternating."""
-    from ecmnet_ros.transport_rig import dds_env
+    from transport_rig import dds_env
 
     print(f"\nqos_depth A/B without the node (plain rclpy subscriber process, reliable, no profile on either "
           f"side): reliable 1080p rgb8 camera, {args.ab_repeats} alternating runs each\n\n| subscriber depth | run "
@@ -206,8 +207,8 @@ def main(argv=None) -> int:
               "error: --frames must be >= 10 and --rate > 0", file=sys.stderr)
         return 2
 
-    from ecmnet_ros.testing import RosHarness, isolate_ros_domain, make_tiny_checkpoint
-    from ecmnet_ros.transport_rig import DiagnosticsReader, NodeProcess, measure, run_camera
+    from ros_harness import RosHarness, isolate_ros_domain, make_tiny_checkpoint
+    from transport_rig import DiagnosticsReader, NodeProcess, measure, run_camera
 
     domain = isolate_ros_domain()
     runs = [r for r in plan(args.quick) if r[0] in wanted]

@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional
 
-from .qos import PROFILE_ENV_VARS
+from ecmnet_ros.qos import PROFILE_ENV_VARS
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PROFILE = REPO / "config" / "fastdds.xml"
 PARAMS_FILE = REPO / "config" / "segment.yaml"
 # variables that change Fast DDS's transports or QoS: removed unless a run sets them on purpose
@@ -44,7 +44,7 @@ class DiagnosticsReader:
     def __init__(self, harness, name: str = "transport_diag_reader"):
         from diagnostic_msgs.msg import DiagnosticArray
 
-        from .testing import Probe
+        from ros_harness import Probe
 
         self._lock = threading.Condition()
         self.latest: Dict[str, tuple] = {}
@@ -102,7 +102,7 @@ class NodeProcess:
         return self.log_path.read_text()
 
     def stop(self) -> str:
-        from .testing import stop_process
+        from ros_harness import stop_process
 
         stop_process(self.proc)
         self._log.close()

@@ -19,9 +19,9 @@ from sensor_msgs.msg import Image  # noqa: E402
 
 from ecmnet_ros.qos import choose_reliability  # noqa: E402
 from ecmnet_ros.segmentation_node import SegmentationNode  # noqa: E402
-from ecmnet_ros.testing import Probe, RosHarness, image_msg  # noqa: E402
+from ros_harness import Probe, RosHarness, image_msg  # noqa: E402
 from ecmnet_ros.transport_health import ERROR, OK, WARN, InputFacts, diagnose  # noqa: E402
-from ecmnet_ros.transport_rig import DiagnosticsReader  # noqa: E402
+from transport_rig import DiagnosticsReader  # noqa: E402
 
 TIMEOUT = 60.0
 
@@ -221,5 +221,5 @@ def test_shipped_fastdds_profile_is_valid_and_installed():
     used = {t.text for t in participant.iterfind(".//d:userTransports/d:transport_id", ns)}
     assert used == set(descriptors)
     assert participant.findtext(".//d:useBuiltinTransports", namespaces=ns) == "false"
-    setup = (Path(__file__).resolve().parents[1] / "setup.py").read_text()
+    setup = (Path(__file__).resolve().parents[2] / "setup.py").read_text()
     assert '"config/fastdds.xml"' in setup

@@ -24,8 +24,8 @@ import pytest
 
 pytest.importorskip("rclpy")
 
-from ecmnet_ros.testing import RosHarness, isolate_ros_domain  # noqa: E402
-from ecmnet_ros.transport_rig import DiagnosticsReader, NodeProcess, measure, run_camera  # noqa: E402
+from ros_harness import RosHarness, isolate_ros_domain  # noqa: E402
+from transport_rig import DiagnosticsReader, NodeProcess, measure, run_camera  # noqa: E402
 
 FRAMES = 120          # 4 s at 30 Hz; < 1 % loss means at most 1 lost frame
 # 1-minute load average per core above which a 30 Hz loss measurement says more about the machine
