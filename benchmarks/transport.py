@@ -157,6 +157,29 @@ def subscriber_ab(args, run_camera) -> list:
     return rows
 
 
+def shm_cost(profile: bool) -> float:
+    """MB of /dev/shm allocated for one idle rclpy process (its own segment and ports, from the files
+    it maps), with Fast DDS defaults or with config/fastdds.xml."""
+    import time
+
+    from ecmnet_ros.transport_rig import dds_env
+
+    code = "import rclpy, time; rclpy.init(); n = rclpy.create_node('shm_probe'); print('up', flush=True); time.sleep(30)"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=dds_env(profile))
+    try:
+        proc.stdout.readline()
+        time.sleep(1.0)
+        files = set()
+        for line in Path(f"/proc/{proc.pid}/maps").read_text().splitlines():
+            path = line.split(maxsplit=5)[-1] if len(line.split(maxsplit=5)) == 6 else ""
+            if path.startswith("/dev/shm/"):
+                files.add(path)
+        return sum(os.stat(f).st_blocks * 512 for f in files if os.path.exists(f)) / 1e6
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def git_commit() -> str:
     try:
         rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -221,6 +244,11 @@ def main(argv=None) -> int:
           f"ROS_AUTOMATIC_DISCOVERY_RANGE={os.environ.get('ROS_AUTOMATIC_DISCOVERY_RANGE')}\n"
           f"camera: {args.frames} frames at {args.rate:g} Hz per row, rclpy publisher depth 10; node: CPU, "
           f"random-init ECMNet at 64x96 (transport, not inference, is measured)", flush=True)
+    try:
+        print(f"/dev/shm allocated by one idle rclpy process: {shm_cost(False):.1f} MB with Fast DDS defaults, "
+              f"{shm_cost(True):.1f} MB with config/fastdds.xml", flush=True)
+    except OSError as exc:      # no /proc (not Linux)
+        print(f"/dev/shm use not measured: {exc}")
     header = ("| node | frame | MB | camera QoS | camera profile | node input QoS | published | received | loss % "
               "| node-counted lost | transport p50 / p99 ms | callback p50 / p99 ms | load |")
     print("\n" + header + "\n|" + "---|" * (header.count("|") - 1), flush=True)

@@ -49,8 +49,8 @@ PARAMETERS: Sequence[Param] = (
     Param("qos_reliability", "auto", "input subscription reliability: auto (match the publishers: reliable "
                                       "when every publisher is reliable, else best effort), best_effort or "
                                       "reliable"),
-    Param("qos_depth", 20, "input subscription history depth (large frames need room while their fragments "
-                           "arrive; 5 lost 1080p frames at 30 Hz, see docs/ros.md)", (1, 1000)),
+    Param("qos_depth", 20, "input subscription history depth (a large frame holds a slot while its fragments "
+                           "arrive or are repaired; docs/ros.md \"Transport\")", (1, 1000)),
     Param("output_qos_depth", 5, "output publishers' history depth (reliable)", (1, 1000)),
     Param("publish_color", True, "publish the colourised mask (rgb8) on <prefix>/color"),
     Param("publish_overlay", False, "publish image/mask blend (rgb8) on <prefix>/overlay"),

@@ -41,8 +41,7 @@ def choose_reliability(requested: str, publishers: Iterable) -> str:
 def input_qos(reliability: str, depth: int) -> QoSProfile:
     """Volatile keep-last input profile. The depth matters for large frames: a reader keeps a
     fragmented frame in a history slot until it is complete, so a shallow history evicts frames
-    still being repaired (measured: depth 5 lost up to half of the 1080p frames at 30 Hz from a
-    reliable publisher without a transport profile, depth 20 none; docs/ros.md)."""
+    still being repaired (A/B of depth 5 and 20 in docs/ros.md "Transport")."""
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
                       reliability=ReliabilityPolicy.RELIABLE if reliability == "reliable"
                       else ReliabilityPolicy.BEST_EFFORT,
