@@ -1,6 +1,8 @@
 """ament_python package `ecmnet_ros`: installs ecmnet_core, ecmnet_ros and training.
 
-Works both under colcon (ROS 2 workspace) and with plain `pip install -e .`.
+Works both under colcon (ROS 2 workspace; setup.cfg sends the console scripts to
+lib/ecmnet_ros/, where `ros2 run` and launch look) and with plain `pip install -e .` (scripts on
+the venv's bin/; `ecmnet-ros-register` then makes the venv an ament prefix for ros2 launch/run).
 """
 from glob import glob
 
@@ -13,12 +15,12 @@ setup(
     version="0.1.0",
     packages=find_packages(include=["ecmnet_core", "ecmnet_core.*", "ecmnet_ros", "ecmnet_ros.*",
                                     "training", "training.*"]),
-    package_data={"ecmnet_core": ["weights/*.pt", "ss2d/csrc/*"]},
+    package_data={"ecmnet_core": ["weights/*.pt"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
-        (f"share/{PACKAGE}/config", glob("config/*.yaml") + ["config/fastdds.xml"]),
+        (f"share/{PACKAGE}/config", sorted(glob("config/*.yaml") + glob("config/*.xml"))),
     ],
     python_requires=">=3.10",
     install_requires=["numpy", "pyyaml", "torch>=2.1"],
@@ -43,6 +45,8 @@ setup(
             "ecmnet-pack-data = training.pack:main",
             "ecmnet-segment = ecmnet_ros.segmentation_node:main",
             "ecmnet_segmentation = ecmnet_ros.segmentation_node:main",
+            "ecmnet_segmentation_lifecycle = ecmnet_ros.lifecycle_node:main",
+            "ecmnet-ros-register = ecmnet_ros.ament_register:main",
             "ecmnet-bag-eval = ecmnet_ros.bag_eval:main",
             "ecmnet-make-bag = ecmnet_ros.make_bag:main",
         ],

@@ -52,3 +52,15 @@ def backend_name(engine) -> str:
 def resolution_text(engine) -> str:
     size = getattr(engine, "input_size", None)
     return "native" if not size else "x".join(str(int(v)) for v in size)
+
+
+def release_cached_memory() -> None:
+    """Give the memory of engines no longer referenced back: collect them, then return PyTorch's
+    cached CUDA blocks to the driver (a no-op without CUDA). The lifecycle node's cleanup."""
+    import gc
+    import sys
+
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()

@@ -56,7 +56,12 @@ PARAMETERS: Sequence[Param] = (
     Param("publish_overlay", False, "publish image/mask blend (rgb8) on <prefix>/overlay"),
     Param("overlay_alpha", 0.5, "mask opacity in the overlay", (0.0, 1.0), read_only=False),
     Param("publish_confidence", False, "publish per-pixel softmax max on <prefix>/confidence"),
-    Param("confidence_encoding", "32FC1", "32FC1 (probability 0..1) or mono8 (round(255 * probability))"),
+    Param("confidence_encoding", "mono8", "mono8 (round(255 * probability), what Nav2's "
+                                          "semantic_segmentation_layer reads) or 32FC1 (probability 0..1)"),
+    Param("confidence_threshold", 0.0, "pixels whose softmax max is below this are published as class "
+                                       "255 (UNLABELED in <prefix>/label_info, black in color/overlay); "
+                                       "0 = every pixel keeps its most likely class. Also LabelInfo.threshold",
+          (0.0, 1.0)),
     Param("batch_cameras", True, "run frames of several cameras waiting at once as one batch "
                                  "(same size only)"),
     Param("diagnostics_period", 1.0, "seconds between /diagnostics messages", (0.1, 60.0)),

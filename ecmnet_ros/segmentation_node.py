@@ -29,9 +29,10 @@ from std_msgs.msg import String
 from . import conversions
 from .camera_input import CameraInput
 from .conversions import ConversionError
-from .engine_setup import backend_name, build_engine, resolution_text
+from .engine_setup import backend_name, build_engine, release_cached_memory, resolution_text
+from .label_info import UNLABELED, apply_threshold, label_info_msg, vision_msgs_types
 from .mailbox import LatestFrameMailbox
-from .params import PARAMETERS, ConfigError, validate
+from .params import PARAM_NAMES, PARAMETERS, ConfigError, validate
 from .qos import input_qos, loaded_profile
 from .stats import CameraStats, ErrorThrottle
 from .topics import CameraTopics, camera_topics
@@ -39,10 +40,15 @@ from .transport_health import ERROR, diagnose
 
 NODE_NAME = "ecmnet_segmentation"
 _IGNORED_OVERRIDES = {"use_sim_time", "start_type_description_service", "start_parameter_event_publisher"}
+_START_UP_PARAMETERS = {p.name for p in PARAMETERS if p.read_only}
+WORKER_JOIN_TIMEOUT_S = 30.0     # launch sends SIGKILL 10 s after its SIGINT anyway
+_vision_msgs_missing_logged = False
 
 
-def _descriptor(p) -> ParameterDescriptor:
-    d = ParameterDescriptor(description=p.description, read_only=p.read_only)
+def _descriptor(p, writable: bool = False) -> ParameterDescriptor:
+    """`writable`: the lifecycle node lets start-up parameters change while unconfigured (they
+    apply at the next configure); _on_set_parameters refuses them once configured."""
+    d = ParameterDescriptor(description=p.description, read_only=p.read_only and not writable)
     if p.range is not None:
         if isinstance(p.default, float):
             d.floating_point_range = [FloatingPointRange(from_value=float(p.range[0]), to_value=float(p.range[1]),
@@ -53,17 +59,35 @@ def _descriptor(p) -> ParameterDescriptor:
 
 
 class SegmentationNode(Node):
+    """Configured and active from construction on. `lifecycle_node.SegmentationLifecycleNode` runs
+    the same steps from lifecycle transitions: _configure (parameters, engine, warm-up) ->
+    _activate (topics, worker) -> _deactivate -> _cleanup (engine freed)."""
+
+    MANAGED = False     # True: parameters stay writable while unconfigured, transitions drive the steps
+
     def __init__(self, node_name: str = NODE_NAME, **kwargs):
         super().__init__(node_name, **kwargs)
         self._running = False
         self._worker = None
+        self.cfg = None
+        self.engine = None
+        self.subs, self.input_subs, self.pubs = [], [], []
+        self.class_info_pub = self.diag_pub = self.diag_timer = None
         try:
-            self._setup()
+            self._declare_parameters()
+            self.add_on_set_parameters_callback(self._on_set_parameters)
+            if not self.MANAGED:
+                self._configure()
+                self._activate()
         except BaseException:
+            self._release()
             super().destroy_node()
             raise
 
-    def _setup(self):
+    def _configure(self):
+        """Read parameters, load and warm up the engine (no topics yet)."""
+        weights = self.get_parameter("weights").value or "the shipped CamVid weights"
+        self.get_logger().info(f"loading {weights} (device {self.get_parameter('device').value})")
         self.cfg = self._read_parameters()
         self.engine = self._make_engine()
         self.cameras: List[CameraTopics] = [camera_topics(t, p) for t, p in
@@ -72,39 +96,63 @@ class SegmentationNode(Node):
         if len(set(prefixes)) != len(prefixes):
             raise ConfigError(f"cameras would publish to the same output namespace {prefixes}; "
                               "set output_prefixes (one per input topic)")
-        self.mailbox = LatestFrameMailbox(range(len(self.cameras)))
-        self.stats = [CameraStats(self.cfg.latency_window) for _ in self.cameras]
+        if self.cfg.confidence_threshold > 0 and self.engine.num_classes > UNLABELED:
+            raise ConfigError(f"confidence_threshold marks pixels with class id {UNLABELED}, but the model has "
+                              f"{self.engine.num_classes} classes")
         self.throttle = ErrorThrottle(self.cfg.error_log_period)
         self._camera_info: Dict[int, CameraInfo] = {}
         self._overlay_alpha = float(self.cfg.overlay_alpha)
-        self._last_diag = [(0, 0) for _ in self.cameras]       # (errors, processed) at last report
         self._fastdds_profile = loaded_profile() or "none (Fast DDS defaults)"
-        self._create_interfaces()
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.get_logger().debug(f"parameters: {self.cfg.values}")
         if self.cfg.warmup:
             self._warmup()
+
+    def _activate(self):
+        """Create the topics and start the inference worker."""
+        self.mailbox = LatestFrameMailbox(range(len(self.cameras)))
+        self.stats = [CameraStats(self.cfg.latency_window) for _ in self.cameras]
+        self._last_diag = [(0, 0) for _ in self.cameras]       # (errors, processed) at last report
+        self._create_interfaces()
         self._running = True
         self._worker = threading.Thread(target=self._worker_loop, name="ecmnet-inference", daemon=True)
         self._worker.start()
         self.get_logger().info(
             f"segmenting {', '.join(c.input for c in self.cameras)} on {self.engine.device} "
             f"(backend {self.backend_name}, {self.cfg.precision}, resolution {self._resolution_text()}); "
-            f"outputs under {', '.join(prefixes)}")
+            f"outputs under {', '.join(c.prefix for c in self.cameras)}")
+
+    def _deactivate(self):
+        """Stop the worker (waits for the frame in flight) and remove every topic; the engine stays."""
+        self._stop_worker()
+        self._destroy_interfaces()
+
+    def _cleanup(self):
+        """Drop the engine and give its memory back (the CUDA cache too)."""
+        self.engine = None
+        self.cfg = None
+        release_cached_memory()
+
+    def _release(self):
+        """Whatever state the node is in: stop work, remove topics, free the engine."""
+        self._deactivate()
+        self._cleanup()
 
     # ---------------------------------------------------------------- setup
-    def _read_parameters(self):
-        values = {}
+    def _declare_parameters(self):
         for p in PARAMETERS:
             try:
-                values[p.name] = self.declare_parameter(p.name, p.default, _descriptor(p)).value
+                self.declare_parameter(p.name, p.default, _descriptor(p, writable=self.MANAGED))
             except ParameterException as exc:
                 raise ConfigError(f"parameter {p.name}: {exc}") from None
         overrides = set(getattr(self, "_parameter_overrides", {}) or {})
-        unknown = sorted(n for n in overrides - set(values) - _IGNORED_OVERRIDES if not n.startswith("qos_overrides"))
+        unknown = sorted(n for n in overrides - set(PARAM_NAMES) - _IGNORED_OVERRIDES
+                         if not n.startswith("qos_overrides"))
         if unknown:
             self.get_logger().warning(f"ignoring unknown parameter(s) {unknown} (typo?); known: "
-                                      f"{', '.join(values)}")
-        return validate(values)
+                                      f"{', '.join(PARAM_NAMES)}")
+
+    def _read_parameters(self):
+        return validate({p.name: self.get_parameter(p.name).value for p in PARAMETERS})
 
     def _make_engine(self):
         import torch
@@ -170,15 +218,36 @@ class SegmentationNode(Node):
             raise ConfigError(f"invalid topic name: {exc}") from None
         latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self._create_label_info_publishers(latched)
         self.class_info_pub = self.create_publisher(String, "~/class_info", latched)
         self.class_info_pub.publish(String(data=json.dumps(self.class_info())))
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.diag_timer = self.create_timer(self.cfg.diagnostics_period, self._publish_diagnostics)
 
+    def _create_label_info_publishers(self, latched: QoSProfile) -> None:
+        """vision_msgs/LabelInfo on <prefix>/label_info per camera (see label_info.py); without
+        vision_msgs the node says so once per process and carries on (~/class_info still has the names)."""
+        global _vision_msgs_missing_logged
+        types = vision_msgs_types()
+        if types is None:
+            if not _vision_msgs_missing_logged:
+                _vision_msgs_missing_logged = True
+                self.get_logger().warning("vision_msgs is not installed: no <prefix>/label_info (vision_msgs/LabelInfo); "
+                                          "class names are only on ~/class_info (JSON)")
+            return
+        msg = label_info_msg(types, self.engine.classes, self.cfg.confidence_threshold,
+                             stamp=self.get_clock().now().to_msg())
+        for i, cam in enumerate(self.cameras):
+            pub = self.create_publisher(types[0], cam.output("label_info"), latched)
+            self.pubs[i]["label_info"] = pub
+            pub.publish(msg)
+
     def class_info(self) -> dict:
         meta = self.engine.metadata
         return {
             "classes": self.engine.classes, "colors": self.engine.colors,
+            "unlabeled_id": UNLABELED if self.cfg.confidence_threshold > 0 else None,
+            "confidence_threshold": self.cfg.confidence_threshold,
             "ignore_index": meta.get("ignore_index"), "num_classes": self.engine.num_classes,
             "dataset": meta.get("dataset"), "weights": self.cfg.weights or "default",
             "resolution": self._resolution_text(), "mask_encoding": "mono8 (class id per pixel)",
@@ -188,18 +257,25 @@ class SegmentationNode(Node):
                         for i, c in enumerate(self.cameras)],
         }
 
+    def _wants_confidence(self) -> bool:
+        return bool(self.cfg.publish_confidence or self.cfg.confidence_threshold > 0)
+
     def _warmup(self):
         import numpy as np
 
         h, w = self.engine.input_size or (64, 64)
         try:
-            self.engine.infer_batch([np.zeros((h, w, 3), np.uint8)], confidence=self.cfg.publish_confidence,
+            self.engine.infer_batch([np.zeros((h, w, 3), np.uint8)], confidence=self._wants_confidence(),
                                     color=self.cfg.publish_color)
         except Exception as exc:  # noqa: BLE001 - surface as a start-up error with context
             raise ConfigError(f"warm-up inference failed on {self.engine.device}: {type(exc).__name__}: {exc}") from None
 
     def _on_set_parameters(self, params):
         for p in params:
+            if self.cfg is not None and p.name in _START_UP_PARAMETERS:
+                return SetParametersResult(successful=False, reason=(
+                    f"{p.name} is read when the node is configured; change it while unconfigured "
+                    "(ros2 lifecycle set <node> cleanup), then configure again"))
             if p.name == "overlay_alpha":
                 if not 0.0 <= float(p.value) <= 1.0:
                     return SetParametersResult(successful=False, reason="overlay_alpha must be in [0, 1]")
@@ -252,7 +328,7 @@ class SegmentationNode(Node):
     def _run_group(self, group) -> None:
         t0 = time.monotonic()
         try:
-            results = self.engine.infer_batch([f[3] for f in group], confidence=self.cfg.publish_confidence,
+            results = self.engine.infer_batch([f[3] for f in group], confidence=self._wants_confidence(),
                                               color=self.cfg.publish_color or self.cfg.publish_overlay)
         except Exception as exc:  # noqa: BLE001 - e.g. CUDA OOM on a huge frame: log, keep serving
             for cam, *_ in group:
@@ -276,11 +352,12 @@ class SegmentationNode(Node):
         from ecmnet_core.runtime.postprocess import overlay
 
         pubs = self.pubs[cam]
-        pubs["mask"].publish(conversions.numpy_to_image_msg(res.mask, "mono8", header))
+        mask, color = apply_threshold(res.mask, res.confidence, self.cfg.confidence_threshold, res.color)
+        pubs["mask"].publish(conversions.numpy_to_image_msg(mask, "mono8", header))
         if "color" in pubs:
-            pubs["color"].publish(conversions.numpy_to_image_msg(res.color, "rgb8", header))
+            pubs["color"].publish(conversions.numpy_to_image_msg(color, "rgb8", header))
         if "overlay" in pubs:
-            blend = overlay(rgb, res.color, self._overlay_alpha)
+            blend = overlay(rgb, color, self._overlay_alpha)
             pubs["overlay"].publish(conversions.numpy_to_image_msg(blend, "rgb8", header))
         if "confidence" in pubs:
             enc = self.cfg.confidence_encoding
@@ -330,12 +407,30 @@ class SegmentationNode(Node):
         self.diag_pub.publish(arr)
 
     # ---------------------------------------------------------------- shutdown
-    def destroy_node(self):
+    def _stop_worker(self):
         self._running = False
         if getattr(self, "mailbox", None) is not None:
             self.mailbox.close()
-        if self._worker is not None and self._worker.is_alive():
-            self._worker.join(timeout=10.0)
+        worker, self._worker = self._worker, None
+        if worker is not None and worker.is_alive():
+            worker.join(timeout=WORKER_JOIN_TIMEOUT_S)
+            if worker.is_alive():
+                print(f"warning: {self.get_name()}: the inference in flight did not finish within "
+                      f"{WORKER_JOIN_TIMEOUT_S:g} s; not waiting for it", file=sys.stderr)
+
+    def _destroy_interfaces(self):
+        if self.diag_timer is not None:
+            self.destroy_timer(self.diag_timer)
+        for sub in self.subs:
+            self.destroy_subscription(sub)
+        for pub in [p for pubs in self.pubs for p in pubs.values()] + [self.class_info_pub, self.diag_pub]:
+            if pub is not None:
+                self.destroy_publisher(pub)
+        self.subs, self.input_subs, self.pubs = [], [], []
+        self.class_info_pub = self.diag_pub = self.diag_timer = None
+
+    def destroy_node(self):
+        self._release()
         return super().destroy_node()
 
 
@@ -354,10 +449,30 @@ def _rcl_message(exc) -> str:
 
 
 def main(args=None) -> int:
+    return run_node(SegmentationNode, args)
+
+
+def run_node(node_class, args=None) -> int:
+    """Parse the command line, run `node_class` until Ctrl-C / SIGTERM and exit 0; start-up
+    errors print one `error: ...` line and return 2. See shutdown.py for the signal handling."""
+    from .shutdown import ShutdownRequested, ShutdownSignals
+
+    signals = ShutdownSignals().install()        # before rclpy.init(): rclpy chains to these
+    try:
+        return _run_node(node_class, args, signals)
+    except ShutdownRequested:                    # the first signal came in a gap of the start-up
+        return 0
+    finally:
+        signals.ignore_until_exit()
+
+
+def _run_node(node_class, args, signals) -> int:
     from rclpy.executors import ExternalShutdownException
     from rclpy.utilities import remove_ros_args
 
     from ecmnet_core.runtime.checkpoint import CheckpointError
+
+    from .shutdown import ShutdownRequested, spin_until_shutdown
 
     argv = list(sys.argv if args is None else args)
     try:
@@ -366,7 +481,8 @@ def main(args=None) -> int:
         print(f"error: invalid ROS arguments: {_rcl_message(exc)}", file=sys.stderr)
         return 2
     if any(a in ("-h", "--help") for a in extra):
-        print(__doc__.strip() + "\n\n" + parameters_help())
+        doc = sys.modules[node_class.__module__].__doc__ or __doc__
+        print(doc.strip() + "\n\n" + parameters_help())
         return 0
     if extra:
         print(f"error: unexpected arguments {extra}; pass parameters after --ros-args "
@@ -379,15 +495,23 @@ def main(args=None) -> int:
         return 2
     node = None
     try:
-        node = SegmentationNode()
-        rclpy.spin(node)
+        with signals.interruptible():
+            node = node_class()
+        spin_until_shutdown(node, signals)
     except (ConfigError, CheckpointError, FileNotFoundError, ValueError) as exc:
-        hint = " (node: --ros-args -p weights:=model.pt)" if "no default weights" in str(exc) else ""
-        print(f"error: {exc}{hint}", file=sys.stderr)
-        return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
+        if not signals.requested:
+            hint = " (node: --ros-args -p weights:=model.pt)" if "no default weights" in str(exc) else ""
+            print(f"error: {exc}{hint}", file=sys.stderr)
+            return 2
+    except (ShutdownRequested, ExternalShutdownException, KeyboardInterrupt):
         pass
+    except Exception:
+        # A signal shuts the rcl context down from rclpy's own handler; start-up calls that were
+        # running then fail with RCLError before our handler could raise. Not an error then.
+        if not signals.requested:
+            raise
     finally:
+        signals.cleanup_started()
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()

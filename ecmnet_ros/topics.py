@@ -2,13 +2,13 @@
 
 Follows image_transport conventions: `<cam>/image_raw/compressed` is the compressed
 transport of `<cam>/image_raw`, and `<cam>/camera_info` sits next to the image topic.
-Outputs of camera `<cam>` go to `<cam>/segmentation/{mask,color,overlay,confidence,camera_info}`.
+Outputs of camera `<cam>` go to `<cam>/segmentation/{mask,color,overlay,confidence,camera_info,label_info}`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-OUTPUTS = ("mask", "color", "overlay", "confidence", "camera_info")
+OUTPUTS = ("mask", "color", "overlay", "confidence", "camera_info", "label_info")
 
 
 def _join(*parts: str) -> str:

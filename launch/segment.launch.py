@@ -1,61 +1,169 @@
-"""Launch the ecmnet_segmentation node with config/segment.yaml plus per-launch overrides.
+"""Launch the ECMNet segmentation node: config/segment.yaml, then an optional params_file over it,
+then the per-launch overrides below.
 
     ros2 launch ecmnet_ros segment.launch.py weights:=/path/model.pt \
         input_topics:=/cam0/image_raw,/cam1/image_raw/compressed resolution:=360x480 namespace:=perception
+    ros2 launch ecmnet_ros segment.launch.py params_file:=my_robot.yaml use_sim_time:=true \
+        remappings:=/camera/image_raw:=/front/image_rect
+    ros2 launch ecmnet_ros segment.launch.py managed:=true            # lifecycle node, configured + activated
+    ros2 launch ecmnet_ros segment.launch.py managed:=true autostart:=false   # stays unconfigured
+    ros2 launch launch/segment.launch.py ...    # from a source checkout after `pip install -e .`
 
-Arguments left empty keep the value from params_file (default: the package's config/segment.yaml).
-The same node and YAML run without launch: ecmnet-segment --ros-args --params-file config/segment.yaml
+Node-parameter arguments left empty keep the value from the YAML files. The executable comes from
+the package's lib/ecmnet_ros/ (colcon, or ecmnet-ros-register in a venv); when the package is not
+in the ament index, from the console script on PATH. The Fast DDS profile config/fastdds.xml is
+applied to the node unless the environment already names one (docs/ros.md).
 """
 import os
+import re
+import shutil
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
 
-# launch argument -> node parameter (launch-only arguments: namespace, params_file, log_level)
+PACKAGE = "ecmnet_ros"
+NODE_NAME = "ecmnet_segmentation"
+EXECUTABLES = {False: "ecmnet_segmentation", True: "ecmnet_segmentation_lifecycle"}
+# share/ecmnet_ros/ when installed (this file is share/ecmnet_ros/launch/...), the checkout otherwise
+SHARE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_PARAMS = os.path.join(SHARE, "config", "segment.yaml")
+FASTDDS_PROFILE = os.path.join(SHARE, "config", "fastdds.xml")
+FASTDDS_ENV = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")   # Fast DDS 3 / 2 names
+
+# launch argument -> node parameter of the same name (launch-only arguments: LAUNCH_ONLY)
 OVERRIDES = ("weights", "backend", "device", "precision", "compile", "resolution", "input_topics",
              "output_prefixes", "publish_overlay", "publish_confidence")
 LIST_PARAMETERS = ("input_topics", "output_prefixes")
 BOOL_PARAMETERS = ("compile", "publish_overlay", "publish_confidence")
+LAUNCH_ONLY = ("params_file", "namespace", "log_level", "use_sim_time", "remappings", "managed", "autostart",
+               "fastdds_profile")
+TRUE = ("1", "true", "yes", "on")
 
 
-def _default_params_file():
+def _text(context, name: str) -> str:
+    return LaunchConfiguration(name).perform(context).strip()
+
+
+def _flag(context, name: str) -> bool:
+    value = _text(context, name).lower()
+    if value not in TRUE + ("0", "false", "no", "off"):
+        raise ValueError(f"launch argument {name} must be true or false, got {value!r}")
+    return value in TRUE
+
+
+def _executable(managed: bool):
+    """(package, executable) for launch_ros: the ament-installed script if there is one, else the
+    console script on PATH (a venv with `pip install -e .` only)."""
+    name = EXECUTABLES[managed]
     try:
-        from ament_index_python.packages import get_package_share_directory
-        return os.path.join(get_package_share_directory("ecmnet_ros"), "config", "segment.yaml")
-    except Exception:  # noqa: BLE001 - running from a source checkout
-        return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "config", "segment.yaml")
+        from ament_index_python.packages import get_package_prefix
+        if os.access(os.path.join(get_package_prefix(PACKAGE), "lib", PACKAGE, name), os.X_OK):
+            return PACKAGE, name
+    except Exception:  # noqa: BLE001 - PackageNotFoundError, or no ament index at all
+        pass
+    path = shutil.which(name)
+    if path is None:
+        raise RuntimeError(f"executable {name} not found: build the workspace (colcon build), or "
+                           f"`pip install -e .` (+ `ecmnet-ros-register`) in the active venv")
+    return None, path
+
+
+def _remappings(text: str):
+    """'from:=to' rules separated by commas or spaces."""
+    rules = []
+    for rule in filter(None, re.split(r"[,\s]+", text)):
+        src, sep, dst = rule.partition(":=")
+        if not sep or not src or not dst:
+            raise ValueError(f"launch argument remappings: {rule!r} is not from:=to")
+        rules.append((src, dst))
+    return rules
+
+
+def _fastdds_env(context) -> dict:
+    """The DDS profile for the node's process: fastdds_profile:=PATH, or :=none for none; by default
+    the package's config/fastdds.xml unless the environment already names a profile (or it is absent)."""
+    choice = _text(context, "fastdds_profile")
+    if choice.lower() == "none":
+        return {}
+    if choice:
+        if not os.path.isfile(choice):
+            raise FileNotFoundError(f"launch argument fastdds_profile: no such file {choice!r}")
+        path = os.path.abspath(choice)
+    else:
+        env = getattr(context, "environment", os.environ)
+        if any(env.get(k) for k in FASTDDS_ENV) or not os.path.isfile(FASTDDS_PROFILE):
+            return {}
+        path = FASTDDS_PROFILE
+    return {k: path for k in FASTDDS_ENV}
 
 
 def _node(context):
-    overrides = {}
+    overrides = {"use_sim_time": _flag(context, "use_sim_time")}
     for name in OVERRIDES:
-        value = LaunchConfiguration(name).perform(context).strip()
+        value = _text(context, name)
         if not value:
             continue
         if name in LIST_PARAMETERS:
             overrides[name] = [v.strip() for v in value.split(",") if v.strip()]
         elif name in BOOL_PARAMETERS:
-            overrides[name] = value.lower() in ("1", "true", "yes", "on")
+            overrides[name] = value.lower() in TRUE
         else:
             overrides[name] = value
-    params_file = LaunchConfiguration("params_file").perform(context)
-    return [Node(
-        package="ecmnet_ros", executable="ecmnet_segmentation", name="ecmnet_segmentation",
-        namespace=LaunchConfiguration("namespace"), output="screen", emulate_tty=True,
-        parameters=[params_file, overrides],
-        arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level").perform(context)],
-    )]
+    params_file = _text(context, "params_file")
+    if params_file and not os.path.isfile(params_file):
+        raise FileNotFoundError(f"launch argument params_file: no such file {params_file!r}")
+    managed = _flag(context, "managed")
+    package, executable = _executable(managed)
+    common = dict(
+        package=package, executable=executable, name=NODE_NAME, namespace=_text(context, "namespace"),
+        output="screen", emulate_tty=True,
+        parameters=[DEFAULT_PARAMS] + ([os.path.abspath(params_file)] if params_file else []) + [overrides],
+        remappings=_remappings(_text(context, "remappings")),
+        ros_arguments=["--log-level", _text(context, "log_level")],
+        additional_env=_fastdds_env(context),
+    )
+    if not managed:
+        return [Node(**common)]
+    node = LifecycleNode(**common)
+    actions = [node]
+    if _flag(context, "autostart"):
+        from launch.events import matches_action
+        from launch_ros.event_handlers import OnStateTransition
+        from launch_ros.events.lifecycle import ChangeState
+        from lifecycle_msgs.msg import Transition
+
+        def change(transition):
+            return EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node), transition_id=transition))
+        actions += [
+            RegisterEventHandler(OnStateTransition(target_lifecycle_node=node, start_state="configuring",
+                                                   goal_state="inactive", entities=[change(Transition.TRANSITION_ACTIVATE)],
+                                                   handle_once=True)),
+            change(Transition.TRANSITION_CONFIGURE),
+        ]
+    return actions
 
 
 def generate_launch_description():
     args = [
-        DeclareLaunchArgument("params_file", default_value=_default_params_file(),
-                              description="parameter YAML (ros__parameters format)"),
+        DeclareLaunchArgument("params_file", default_value="",
+                              description="parameter YAML (ros__parameters format) applied over config/segment.yaml"),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node"),
         DeclareLaunchArgument("log_level", default_value="info", description="debug, info, warn, error"),
-        DeclareLaunchArgument("weights", default_value="", description="checkpoint .pt (empty: from params_file)"),
+        DeclareLaunchArgument("use_sim_time", default_value="false",
+                              description="true: the node's clock follows /clock (ros2 bag play --clock)"),
+        DeclareLaunchArgument("remappings", default_value="",
+                              description="extra remapping rules from:=to, comma-separated "
+                                          "(e.g. /camera/image_raw:=/front/image_rect)"),
+        DeclareLaunchArgument("managed", default_value="false",
+                              description="true: start the lifecycle node ecmnet_segmentation_lifecycle"),
+        DeclareLaunchArgument("autostart", default_value="true",
+                              description="with managed:=true, configure and activate it at start"),
+        DeclareLaunchArgument("fastdds_profile", default_value="",
+                              description="Fast DDS XML profile for the node; empty: config/fastdds.xml unless "
+                                          "FASTDDS_DEFAULT_PROFILES_FILE is set; none: no profile"),
+        DeclareLaunchArgument("weights", default_value="", description="checkpoint .pt (empty: from the YAML)"),
         DeclareLaunchArgument("backend", default_value="", description="SS2D backend: auto, reference, cuda, mamba"),
         DeclareLaunchArgument("device", default_value="", description="auto, cpu, cuda, cuda:N"),
         DeclareLaunchArgument("precision", default_value="", description="fp32, fp16, bf16"),

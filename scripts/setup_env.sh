@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv with pinned CPU torch, the ROS 2 Python wheels and ecmnet (editable).
+# Create .venv with pinned CPU torch, the ROS 2 Python wheels (+ ../shared/ros2-extra) and ecmnet (editable).
 # Idempotent: a second run only checks what is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +13,23 @@ python -m pip install -q --upgrade pip
 python -m pip install -q "torch==2.13.0"
 python -m pip install -q numpy opencv-python-headless pyyaml tqdm tensorboard matplotlib rosbags onnx onnxruntime pytest
 python -m pip install -q ros-kilted-rclpy ros-kilted-sensor-msgs ros-kilted-std-msgs ros-kilted-diagnostic-msgs \
-  ros-kilted-rmw-fastrtps-cpp
+  ros-kilted-rmw-fastrtps-cpp ros-kilted-lifecycle-msgs
+# The ROS 2 launch / CLI stack (launch, launch_ros, ros2 launch/run/pkg/lifecycle/param ...) and
+# vision_msgs are not on PyPI: wheels built from the official sources in ../shared/ros2-extra
+# (its README). Re-installed only when those wheels change. Without that folder the launch,
+# lifecycle-CLI and LabelInfo tests skip.
+EXTRA=../shared/ros2-extra
+if [ -f "$EXTRA/install.sh" ]; then
+  want=$(cd "$EXTRA" && stat -c '%n %s %Y' install.sh wheels/*.whl | sha256sum | cut -d' ' -f1)
+  if [ "$(cat .venv/.ros2-extra.stamp 2>/dev/null)" != "$want" ]; then
+    bash "$EXTRA/install.sh" > .venv/.ros2-extra.log 2>&1 || { cat .venv/.ros2-extra.log >&2; exit 1; }
+    echo "$want" > .venv/.ros2-extra.stamp
+  fi
+else
+  echo "note: $EXTRA not found: ros2 launch / lifecycle / vision_msgs tests will skip"
+fi
+# colcon: test/test_ros_launch.py builds the package in a temporary workspace, as ROS users do
+python -m pip install -q colcon-common-extensions
 # test-only: test_conversions.py compares against the PyPI cv-bridge port (never used at run time)
 python -m pip install -q cv-bridge
 # cityscapesscripts: reference evaluator our mIoU is cross-checked against (test/training/test_metrics.py)

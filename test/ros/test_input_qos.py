@@ -221,5 +221,4 @@ def test_shipped_fastdds_profile_is_valid_and_installed():
     used = {t.text for t in participant.iterfind(".//d:userTransports/d:transport_id", ns)}
     assert used == set(descriptors)
     assert participant.findtext(".//d:useBuiltinTransports", namespaces=ns) == "false"
-    setup = (Path(__file__).resolve().parents[2] / "setup.py").read_text()
-    assert '"config/fastdds.xml"' in setup
+    # installed next to segment.yaml: test/ros/test_launch.py checks the colcon install's share/ folder

@@ -25,7 +25,7 @@ from ecmnet_core.palettes import CAMVID_CLASSES, CAMVID_COLORS  # noqa: E402
 from ecmnet_ros.conversions import encode_compressed, image_to_numpy  # noqa: E402
 from ecmnet_ros.params import ConfigError  # noqa: E402
 from ecmnet_ros.segmentation_node import SegmentationNode  # noqa: E402
-from ros_harness import Probe, RosHarness, image_msg, stamp  # noqa: E402
+from ros_harness import Probe, RosHarness, image_msg, require_ros2_cli, stamp  # noqa: E402
 
 TIMEOUT = 60.0   # generous: CI has 2 shared cores
 
@@ -256,6 +256,78 @@ def test_diagnostics_class_info_and_wrong_topic_type(harness, tiny_checkpoint, c
     harness.remove(node)
 
 
+def _label_info_type():
+    require_ros2_cli()           # skips only where ../shared/ros2-extra is absent
+    from vision_msgs.msg import LabelInfo
+    return LabelInfo
+
+
+def test_label_info_carries_the_checkpoints_classes_to_late_subscribers(harness, tmp_path):
+    """vision_msgs/LabelInfo per camera on <prefix>/label_info, latched: a subscriber that joins
+    after the node started still gets ids and names from the checkpoint's metadata."""
+    LabelInfo = _label_info_type()
+    from ecmnet_core.runtime.checkpoint import make_metadata, save_checkpoint
+    from ecmnet_core.model import ECMNet
+
+    names = ["road", "sidewalk", "grass", "person", "car"]
+    ckpt = save_checkpoint(tmp_path / "five.pt", ECMNet(num_classes=5).eval(),
+                           make_metadata(5, names, ignore_index=255, input_size=(32, 48), dataset="five"))
+    node = start_node(harness, ckpt, "seg_labels", input_topics=["/li/image_raw", "/li2/cam/image_raw"])
+    probe = Probe(harness, "probe_labels")
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    topics = ["/li/segmentation/label_info", "/li2/cam/segmentation/label_info"]
+    for t in topics:                                   # subscribe only now: the node published long ago
+        probe.watch(t, LabelInfo, qos=latched)
+    assert probe.wait_for(lambda: all(probe.count(t) for t in topics), TIMEOUT)
+    for t in topics:
+        msg = probe.received[t][0]
+        assert [(c.class_id, c.class_name) for c in msg.class_map] == list(enumerate(names))
+        assert msg.threshold == 0.0
+    assert probe.count(topics[0]) == 1                 # once, not per frame
+    info = node.class_info()
+    assert info["cameras"][0]["label_info"] == topics[0]
+    harness.remove(node)
+    harness.remove(probe.node)
+
+
+def test_confidence_threshold_marks_unlabeled_pixels_and_is_the_label_info_threshold(harness, tiny_checkpoint):
+    """Pixels whose softmax max is below confidence_threshold are published as 255 (UNLABELED in
+    LabelInfo, black in the colour mask); the confidence image is mono8 by default (Nav2's layer)."""
+    LabelInfo = _label_info_type()
+    from ecmnet_ros.engine_setup import build_engine
+
+    img = rand_image(40, 56, 11)
+    expected = build_engine(str(tiny_checkpoint), "cpu", "auto", "fp32", "model").infer(img, confidence=True,
+                                                                                         color=True)
+    threshold = float(np.median(expected.confidence))   # half of the pixels on each side
+    node = start_node(harness, tiny_checkpoint, "seg_thr", input_topics=["/thr/image_raw"], publish_confidence=True,
+                      confidence_threshold=threshold, qos_reliability="reliable")
+    probe = Probe(harness, "probe_thr")
+    for k in ("mask", "color", "confidence"):
+        probe.watch(f"/thr/segmentation/{k}", Image)
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    probe.watch("/thr/segmentation/label_info", LabelInfo, qos=latched)
+    probe.publisher("/thr/image_raw", Image)
+    outs = [f"/thr/segmentation/{k}" for k in ("mask", "color", "confidence")]
+    assert probe.publish_until("/thr/image_raw", image_msg(img, "rgb8", "thr", 3),
+                               lambda: all(probe.count(t) for t in outs), timeout=TIMEOUT)
+    low = expected.confidence < threshold
+    assert 0 < low.sum() < low.size
+    mask = image_to_numpy(probe.received[outs[0]][0])
+    np.testing.assert_array_equal(mask, np.where(low, 255, expected.mask))
+    color = image_to_numpy(probe.received[outs[1]][0])
+    np.testing.assert_array_equal(color, np.where(low[..., None], 0, expected.color))
+    conf = probe.received[outs[2]][0]
+    assert conf.encoding == "mono8"
+    np.testing.assert_allclose(image_to_numpy(conf).astype(int), np.rint(expected.confidence * 255), atol=1)
+    assert probe.wait_for(lambda: probe.count("/thr/segmentation/label_info") > 0, TIMEOUT)
+    info = probe.received["/thr/segmentation/label_info"][0]
+    assert abs(info.threshold - threshold) < 1e-6
+    assert [(c.class_id, c.class_name) for c in info.class_map] == list(enumerate(CAMVID_CLASSES)) + [(255, "UNLABELED")]
+    harness.remove(node)
+    harness.remove(probe.node)
+
+
 def _rss_bytes():
     with open("/proc/self/status") as f:
         return int(next(line for line in f if line.startswith("VmRSS")).split()[1]) * 1024
@@ -337,6 +409,7 @@ def test_burst_with_slow_inference_drops_instead_of_queueing(harness, tiny_check
     ({"resolution": "big"}, ConfigError, "resolution must be 'model', 'native' or HxW"),
     ({"resolution": "8x8"}, ConfigError, "at least 16x16"),
     ({"confidence_encoding": "bgr8"}, ConfigError, "confidence_encoding must be one of 32FC1, mono8"),
+    ({"confidence_threshold": 1.5}, ConfigError, "confidence_threshold"),
     ({"qos_reliability": "sometimes"}, ConfigError, "qos_reliability must be one of"),
     ({"device": "gpu"}, ConfigError, "device must be auto, cpu, cuda or cuda:N"),
     ({"input_topics": ["/a/image", "/a/image"]}, ConfigError, "duplicates"),
