@@ -28,7 +28,7 @@ if [ -f "$EXTRA/install.sh" ]; then
 else
   echo "note: $EXTRA not found: ros2 launch / lifecycle / vision_msgs tests will skip"
 fi
-# colcon: test/test_ros_launch.py builds the package in a temporary workspace, as ROS users do
+# colcon: test/ros/test_launch.py builds the package in a temporary workspace, as ROS users do
 python -m pip install -q colcon-common-extensions
 # test-only: test_conversions.py compares against the PyPI cv-bridge port (never used at run time)
 python -m pip install -q cv-bridge
