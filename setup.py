@@ -21,7 +21,8 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
     ],
     python_requires=">=3.10",
-    install_requires=["numpy", "pyyaml", "torch>=2.1"],
+    # pillow: image headers are read (size cap) before OpenCV decodes anything
+    install_requires=["numpy", "pyyaml", "torch>=2.1", "pillow"],
     extras_require={
         "train": ["tensorboard", "tqdm", "matplotlib"],
         "bag": ["rosbags>=0.10", "matplotlib"],
