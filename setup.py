@@ -23,7 +23,8 @@ setup(
         (f"share/{PACKAGE}/config", sorted(glob("config/*.yaml") + glob("config/*.xml"))),
     ],
     python_requires=">=3.10",
-    install_requires=["numpy", "pyyaml", "torch>=2.1"],
+    # pillow: image headers are read (size cap) before OpenCV decodes anything
+    install_requires=["numpy", "pyyaml", "torch>=2.1", "pillow"],
     extras_require={
         "train": ["tensorboard", "tqdm", "matplotlib"],
         "bag": ["rosbags>=0.10", "matplotlib"],

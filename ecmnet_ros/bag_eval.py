@@ -20,6 +20,7 @@ ignore_index are ignored):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
@@ -29,8 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ecmnet_core.utils.atomic import atomic_path, atomic_write_text
-from ecmnet_core.cli.common import UserError, friendly_main
+from ecmnet_core.utils.atomic import atomic_path, atomic_write_text, staged_directory
+from ecmnet_core.cli.common import (ArgumentParser, UserError, check_output_dir, friendly_main, int_range,
+                                    parse_device, parse_max_pixels)
+from ecmnet_core.runtime.images import DEFAULT_MAX_PIXELS, check_pixels
 
 from . import bagio
 from .engine_setup import build_engine, resolution_text
@@ -40,7 +43,7 @@ from .topics import camera_topics
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="ecmnet-bag-eval", description=__doc__,
+    p = ArgumentParser(prog="ecmnet-bag-eval", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bag", type=Path, help="rosbag2 directory (or .mcap / .db3 file)")
     p.add_argument("--topic", action="append", required=True, help="image topic to segment (repeatable)")
@@ -48,15 +51,20 @@ def build_parser():
     gt.add_argument("--gt-topic", default=None, help="ground-truth label topic (mono8) in the bag")
     gt.add_argument("--gt-dir", type=Path, default=None, help="folder of ground-truth label PNGs")
     p.add_argument("--match", choices=("auto", "stamp", "order"), default="auto", help="how labels pair with frames")
-    p.add_argument("--out", type=Path, required=True, help="report directory")
+    p.add_argument("--out", type=Path, required=True, help="report directory (created if missing; written only "
+                                                          "when at least one frame was segmented)")
     p.add_argument("--weights", default=None, help="checkpoint .pt (default: shipped CamVid weights)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--device", type=parse_device, default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--backend", default="auto", help="SS2D backend")
     p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
     p.add_argument("--resolution", default="model", help="model, native or HxW (as the node's parameter)")
     p.add_argument("--out-format", choices=bagio.FORMATS, default="mcap", help="output bag storage (default mcap)")
     p.add_argument("--no-bag", action="store_true", help="skip writing the output bag")
-    p.add_argument("--limit", type=int, default=0, help="stop after N frames (0 = all)")
+    p.add_argument("--limit", type=int_range(0), default=0, help="stop after N frames (0 = all)")
+    p.add_argument("--max-pixels", type=parse_max_pixels, default=DEFAULT_MAX_PIXELS,
+                   help="frames with more pixels are skipped as bad frames (read from the message / jpeg-png "
+                        "header before decoding); also caps --resolution; a count or an area like 4096x2048, "
+                        f"0 = no limit (default {DEFAULT_MAX_PIXELS} = 4096x2048)")
     return p
 
 
@@ -88,12 +96,12 @@ def load_gt_topic(reader, topic: str, match: str) -> GroundTruth:
     return GroundTruth(by_stamp, ordered, "order" if match == "order" else "stamp")
 
 
-def load_gt_dir(folder: Path, match: str) -> GroundTruth:
+def load_gt_dir(folder: Path, match: str, max_pixels=DEFAULT_MAX_PIXELS) -> GroundTruth:
     from .make_bag import read_label
 
     if not folder.is_dir():
         raise UserError(f"ground-truth folder not found: {folder}")
-    files = sorted(folder.glob("*.png"))
+    files = sorted(f for f in folder.glob("*.png") if f.is_file())
     if not files:
         raise UserError(f"no .png label files in {folder}")
     numeric = all(f.stem.isdigit() for f in files)
@@ -101,8 +109,8 @@ def load_gt_dir(folder: Path, match: str) -> GroundTruth:
         raise UserError(f"--match stamp needs label files named <stamp_ns>.png in {folder}")
     mode = "stamp" if (match == "stamp" or (match == "auto" and numeric)) else "order"
     if mode == "stamp":
-        return GroundTruth(by_stamp={int(f.stem): read_label(f) for f in files}, mode="stamp")
-    return GroundTruth(ordered=[read_label(f) for f in files], mode="order")
+        return GroundTruth(by_stamp={int(f.stem): read_label(f, max_pixels) for f in files}, mode="stamp")
+    return GroundTruth(ordered=[read_label(f, max_pixels) for f in files], mode="order")
 
 
 def iou_report(conf: np.ndarray, classes) -> dict:
@@ -153,16 +161,14 @@ def latency_plots(out: Path, rows) -> list:
     return written
 
 
-def make_engine(args):
+def make_engine(args, resolution):
     import torch
 
-    try:
-        res = parse_resolution(args.resolution)
-    except ConfigError as exc:
-        raise UserError(str(exc).replace("parameter resolution", "--resolution")) from None
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {args.device} requested but CUDA is not available")
-    return build_engine(args.weights, args.device, args.backend, args.precision, res)
+    engine = build_engine(args.weights, args.device, args.backend, args.precision, resolution,
+                          max_pixels=args.max_pixels, limit_name="--max-pixels")
+    return engine
 
 
 def percentiles(values) -> dict:
@@ -173,104 +179,160 @@ def percentiles(values) -> dict:
             "p99": float(np.percentile(v, 99)), "mean": float(v.mean()), "max": float(v.max())}
 
 
+class FrameWarnings:
+    """Per-frame warnings on stderr, held back until a frame succeeds: a run where no frame can be
+    segmented ends with one `error:` line that quotes the first reason, not a wall of warnings."""
+
+    def __init__(self):
+        self.pending, self.first, self.live, self.count = [], None, False, 0
+
+    def warn(self, text: str, short: str = "") -> None:
+        self.count += 1
+        self.first = self.first or short or text
+        if self.live:
+            print(f"warning: {text}", file=sys.stderr)
+        else:
+            self.pending.append(text)
+
+    def succeeded(self) -> None:
+        if not self.live:
+            self.live = True
+            for text in self.pending:
+                print(f"warning: {text}", file=sys.stderr)
+            self.pending = []
+
+
+def segment_frames(args, reader, conns, engine, gt, writer, ts, out_conns, warnings):
+    """Run every frame of the chosen topics (up to --limit); returns rows, confusion, matched, warm-up ms."""
+    n = engine.num_classes
+    ignore = engine.metadata.get("ignore_index", 255)
+    conf = np.zeros((n, n), dtype=np.int64)
+    rows, matched = [], 0
+    warmup_ms, warmed = 0.0, set()      # first frame of each size runs once untimed (allocation, graphs)
+    all_conns = [c for cs in conns.values() for c in cs]
+    per_topic_index = {t: 0 for t in args.topic}
+    for index, (conn, log_time, raw) in enumerate(reader.messages(connections=all_conns)):
+        if args.limit and index >= args.limit:
+            break
+        topic = conn.topic
+        i_topic = per_topic_index[topic]
+        per_topic_index[topic] += 1
+        msg = reader.deserialize(raw, conn.msgtype)
+        stamp = bagio.stamp_ns(msg.header)
+        row = {"index": index, "topic": topic, "stamp_ns": stamp, "decode_ms": "", "inference_ms": "",
+               "total_ms": "", "gt": "", "status": "ok"}
+        t0 = time.perf_counter()
+        try:
+            if conn.msgtype == bagio.COMPRESSED:
+                rgb = compressed_to_rgb(msg, args.max_pixels, "--max-pixels", quiet=True)
+            else:
+                rgb = image_msg_to_rgb(msg, args.max_pixels, "--max-pixels")
+        except ConversionError as exc:
+            row["status"] = f"bad image: {exc}"
+            rows.append(row)
+            warnings.warn(f"frame {index} on {topic} skipped: {exc}", f"frame {index} on {topic}: {exc}")
+            continue
+        rgb = np.ascontiguousarray(rgb)
+        if rgb.shape not in warmed:
+            t_warm = time.perf_counter()
+            engine.infer(rgb, color=writer is not None)
+            warmup_ms += (time.perf_counter() - t_warm) * 1000
+            warmed.add(rgb.shape)
+            t0 += time.perf_counter() - t_warm
+        t1 = time.perf_counter()
+        res = engine.infer(rgb, color=writer is not None)
+        t2 = time.perf_counter()
+        row.update(decode_ms=round((t1 - t0) * 1000, 3), inference_ms=round((t2 - t1) * 1000, 3),
+                   total_ms=round((t2 - t0) * 1000, 3))
+        if gt is not None:
+            lab = gt.lookup(stamp, i_topic)
+            if lab is not None and lab.shape == res.mask.shape:
+                valid = (lab != ignore) & (lab < n)
+                conf += np.bincount(lab[valid].astype(np.int64) * n + res.mask[valid],
+                                    minlength=n * n).reshape(n, n)
+                matched += 1
+                row["gt"] = "matched"
+            elif lab is not None:
+                row["gt"] = f"size mismatch {lab.shape} vs {res.mask.shape}"
+            else:
+                row["gt"] = "missing"
+        if writer:
+            m_conn, c_conn = out_conns[topic]
+            hdr = msg.header
+            writer.write(m_conn, log_time, ts.serialize_cdr(bagio.image(ts, hdr, image_fields(res.mask, "mono8")),
+                                                            bagio.IMAGE))
+            writer.write(c_conn, log_time, ts.serialize_cdr(bagio.image(ts, hdr, image_fields(res.color, "rgb8")),
+                                                            bagio.IMAGE))
+        rows.append(row)
+        warnings.succeeded()
+    return rows, conf, matched, warmup_ms
+
+
+def no_frame_error(args, rows, warnings) -> UserError:
+    topics = ", ".join(args.topic)
+    if not rows:
+        return UserError(f"no frame of {topics} could be segmented: the topic has no messages in {args.bag}")
+    return UserError(f"no frame of {topics} could be segmented ({len(rows)} read, all bad; first: "
+                     f"{warnings.first})")
+
+
 @friendly_main
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    out = check_output_dir(args.out)
+    if not args.no_bag and (out / "masks").exists():
+        raise UserError(f"output bag {out / 'masks'} already exists; remove it or choose another --out")
+    try:
+        resolution = parse_resolution(args.resolution)
+    except ConfigError as exc:
+        raise UserError(str(exc).replace("parameter resolution", "--resolution")) from None
+    if isinstance(resolution, tuple):
+        check_pixels(*resolution, args.max_pixels, f"--resolution {args.resolution}", show_dims=False)
     reader = bagio.open_reader(args.bag)
     try:
         conns = {t: bagio.require_topic(reader, t) for t in args.topic}
         if args.gt_topic:
             gt = load_gt_topic(reader, args.gt_topic, args.match)
         elif args.gt_dir:
-            gt = load_gt_dir(args.gt_dir, args.match)
+            gt = load_gt_dir(args.gt_dir, args.match, args.max_pixels)
         else:
             gt = None
-        engine = make_engine(args)
-        ignore = engine.metadata.get("ignore_index", 255)
-        n = engine.num_classes
-        conf = np.zeros((n, n), dtype=np.int64)
-        args.out.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(args, resolution)
         cams = {t: camera_topics(t) for t in args.topic}
-        rows, matched = [], 0
-        warmup_ms, warmed = 0.0, set()      # first frame of each size runs once untimed (allocation, graphs)
-        writer_cm = None if args.no_bag else bagio.bag_writer(args.out / "masks", args.out_format)
-        writer, ts = writer_cm.__enter__() if writer_cm else (None, None)
-        try:
-            out_conns = {}
-            if writer:
-                for t, cam in cams.items():
-                    out_conns[t] = (writer.add_connection(cam.output("mask"), bagio.IMAGE, typestore=ts),
-                                    writer.add_connection(cam.output("color"), bagio.IMAGE, typestore=ts))
-            all_conns = [c for cs in conns.values() for c in cs]
-            per_topic_index = {t: 0 for t in args.topic}
-            for index, (conn, log_time, raw) in enumerate(reader.messages(connections=all_conns)):
-                if args.limit and index >= args.limit:
-                    break
-                topic = conn.topic
-                i_topic = per_topic_index[topic]
-                per_topic_index[topic] += 1
-                msg = reader.deserialize(raw, conn.msgtype)
-                stamp = bagio.stamp_ns(msg.header)
-                row = {"index": index, "topic": topic, "stamp_ns": stamp, "decode_ms": "", "inference_ms": "",
-                       "total_ms": "", "gt": "", "status": "ok"}
-                t0 = time.perf_counter()
-                try:
-                    rgb = compressed_to_rgb(msg) if conn.msgtype == bagio.COMPRESSED else image_msg_to_rgb(msg)
-                except ConversionError as exc:
-                    row["status"] = f"bad image: {exc}"
-                    rows.append(row)
-                    print(f"warning: frame {index} on {topic} skipped: {exc}", file=sys.stderr)
-                    continue
-                rgb = np.ascontiguousarray(rgb)
-                if rgb.shape not in warmed:
-                    t_warm = time.perf_counter()
-                    engine.infer(rgb, color=writer is not None)
-                    warmup_ms += (time.perf_counter() - t_warm) * 1000
-                    warmed.add(rgb.shape)
-                    t0 += time.perf_counter() - t_warm
-                t1 = time.perf_counter()
-                res = engine.infer(rgb, color=writer is not None)
-                t2 = time.perf_counter()
-                row.update(decode_ms=round((t1 - t0) * 1000, 3), inference_ms=round((t2 - t1) * 1000, 3),
-                           total_ms=round((t2 - t0) * 1000, 3))
-                if gt is not None:
-                    lab = gt.lookup(stamp, i_topic)
-                    if lab is not None and lab.shape == res.mask.shape:
-                        valid = (lab != ignore) & (lab < n)
-                        conf += np.bincount(lab[valid].astype(np.int64) * n + res.mask[valid],
-                                            minlength=n * n).reshape(n, n)
-                        matched += 1
-                        row["gt"] = "matched"
-                    elif lab is not None:
-                        row["gt"] = f"size mismatch {lab.shape} vs {res.mask.shape}"
-                    else:
-                        row["gt"] = "missing"
+        warnings = FrameWarnings()
+        # everything is written into a staging folder that replaces nothing until the run succeeded:
+        # a run that fails (or segments no frame) leaves no output bag and no partial report
+        with staged_directory(out) as stage:
+            with (contextlib.nullcontext((None, None)) if args.no_bag else
+                  bagio.bag_writer(stage / "masks", args.out_format)) as (writer, ts):
+                out_conns = {}
                 if writer:
-                    m_conn, c_conn = out_conns[topic]
-                    hdr = msg.header
-                    writer.write(m_conn, log_time, ts.serialize_cdr(bagio.image(ts, hdr, image_fields(res.mask, "mono8")),
-                                                                    bagio.IMAGE))
-                    writer.write(c_conn, log_time, ts.serialize_cdr(bagio.image(ts, hdr, image_fields(res.color, "rgb8")),
-                                                                    bagio.IMAGE))
-                rows.append(row)
-        except BaseException:
-            if writer_cm:
-                writer_cm.__exit__(*sys.exc_info())
-            raise
-        if writer_cm:
-            writer_cm.__exit__(None, None, None)
+                    for t, cam in cams.items():
+                        out_conns[t] = (writer.add_connection(cam.output("mask"), bagio.IMAGE, typestore=ts),
+                                        writer.add_connection(cam.output("color"), bagio.IMAGE, typestore=ts))
+                rows, conf, matched, warmup_ms = segment_frames(args, reader, conns, engine, gt, writer, ts,
+                                                                out_conns, warnings)
+                if not any(r["status"] == "ok" for r in rows):
+                    raise no_frame_error(args, rows, warnings)
+            summary = write_report(args, stage, out, engine, cams, rows, conf, matched, warmup_ms, gt)
     finally:
         reader.close()
+    ok = summary["segmented"]
+    miou = (f", mIoU {summary['miou']:.4f} over {matched} frames"
+            if gt is not None and summary.get("miou") is not None else "")
+    print(f"segmented {ok}/{len(rows)} frames, latency p50 {summary['latency_ms']['total']['p50']:.1f} ms "
+          f"p99 {summary['latency_ms']['total']['p99']:.1f} ms on {engine.device}{miou}; report in {out}")
+    return 0
 
+
+def write_report(args, stage: Path, out: Path, engine, cams, rows, conf, matched, warmup_ms, gt) -> dict:
     ok = [r for r in rows if r["status"] == "ok"]
-    if not ok:
-        raise UserError(f"no frame of {', '.join(args.topic)} could be segmented ({len(rows)} read)")
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(rows[0]))
     w.writeheader()
     w.writerows(rows)
-    atomic_write_text(args.out / "latency.csv", buf.getvalue())
-    plots = latency_plots(args.out, rows)
+    atomic_write_text(stage / "latency.csv", buf.getvalue())
+    plots = latency_plots(stage, rows)
     total = [r["total_ms"] for r in ok]
     summary = {
         "bag": str(args.bag), "topics": args.topic, "frames": len(rows), "segmented": len(ok),
@@ -280,19 +342,16 @@ def main(argv=None):
         "latency_ms": {"total": percentiles(total), "inference": percentiles([r["inference_ms"] for r in ok]),
                        "decode": percentiles([r["decode_ms"] for r in ok])},
         "fps": 1000.0 / float(np.mean(total)),
-        "output_bag": None if args.no_bag else str(args.out / "masks"),
+        "output_bag": None if args.no_bag else str(out / "masks"),
         "output_topics": {t: [c.output("mask"), c.output("color")] for t, c in cams.items()},
         "plots": plots, "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
     }
     if gt is not None:
         summary["ground_truth"] = {"source": args.gt_topic or str(args.gt_dir), "match": gt.mode,
-                                   "matched_frames": matched, "ignore_index": ignore}
+                                   "matched_frames": matched, "ignore_index": engine.metadata.get("ignore_index", 255)}
         summary.update(iou_report(conf, engine.classes) if matched else {"miou": None})
-    atomic_write_text(args.out / "summary.json", json.dumps(summary, indent=2) + "\n")
-    miou = f", mIoU {summary['miou']:.4f} over {matched} frames" if gt is not None and summary.get("miou") is not None else ""
-    print(f"segmented {len(ok)}/{len(rows)} frames, latency p50 {summary['latency_ms']['total']['p50']:.1f} ms "
-          f"p99 {summary['latency_ms']['total']['p99']:.1f} ms on {engine.device}{miou}; report in {args.out}")
-    return 0
+    atomic_write_text(stage / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary
 
 
 if __name__ == "__main__":

@@ -82,13 +82,34 @@ def to_rgb(arr: np.ndarray, encoding: str) -> np.ndarray:
     return arr[:, :, 2::-1]                      # bgr8 / bgra8: reversed channel view
 
 
-def image_msg_to_rgb(msg) -> np.ndarray:
+def check_frame_pixels(msg, max_pixels: Optional[int], limit_name: str = "max_input_pixels") -> None:
+    """Refuse an Image message with more than max_pixels pixels (None or 0: no limit) from its
+    header fields alone, before any conversion touches its data."""
+    if not max_pixels:
+        return
+    try:
+        height, width = int(msg.height), int(msg.width)
+    except (AttributeError, TypeError, ValueError):
+        return                                      # image_to_numpy reports malformed fields
+    if height > 0 and width > 0 and height * width > max_pixels:
+        raise ConversionError(f"image is {width}x{height} = {height * width:,} pixels, more than the limit of "
+                              f"{int(max_pixels):,} ({limit_name})")
+
+
+def image_msg_to_rgb(msg, max_pixels: Optional[int] = None, limit_name: str = "max_input_pixels") -> np.ndarray:
+    check_frame_pixels(msg, max_pixels, limit_name)
     return to_rgb(image_to_numpy(msg), str(msg.encoding))
 
 
-def compressed_to_rgb(msg) -> np.ndarray:
-    """CompressedImage (jpeg/png, as image_transport's compressed plugin writes) -> RGB uint8."""
-    import cv2
+def compressed_to_rgb(msg, max_pixels: Optional[int] = None, limit_name: str = "max_input_pixels",
+                      quiet: bool = False) -> np.ndarray:
+    """CompressedImage (jpeg/png, as image_transport's compressed plugin writes) -> RGB uint8.
+
+    The size in the jpeg/png header is checked against max_pixels before decoding. quiet=True (the
+    single-threaded bag tools) also keeps libjpeg's / libpng's own stderr lines out of the output and
+    treats a truncation warning as a bad frame (ecmnet_core.runtime.images.decode).
+    """
+    from ecmnet_core.runtime.images import ImageError, decode
 
     fmt = str(msg.format).lower()
     if (fmt and not any(tag in fmt for tag in COMPRESSED_FORMATS)) or "compresseddepth" in fmt:
@@ -96,10 +117,11 @@ def compressed_to_rgb(msg) -> np.ndarray:
     data = np.frombuffer(msg.data, dtype=np.uint8) if len(msg.data) else np.zeros(0, np.uint8)
     if data.size == 0:
         raise ConversionError("empty CompressedImage (no data bytes)")
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if img is None or img.size == 0:
-        raise ConversionError(f"cannot decode CompressedImage ({msg.format!r}, {data.size} bytes): "
-                              "corrupt or truncated data")
+    try:
+        img = decode(data, f"CompressedImage ({msg.format!r}, {data.size} bytes)", max_pixels=max_pixels,
+                     limit_name=limit_name, quiet=quiet)
+    except ImageError as exc:
+        raise ConversionError(str(exc)) from None
     return img[:, :, ::-1]
 
 

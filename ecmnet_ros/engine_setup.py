@@ -13,7 +13,7 @@ Resolution = Union[str, Tuple[int, int]]
 
 def model_input_size(weights) -> Optional[Tuple[int, int]]:
     """input_size stored in a .pt checkpoint's metadata; None when it cannot be read here
-    (ONNX files fix their own size; a missing file is reported by the engine itself)."""
+    (ONNX files fix their own size; a missing or broken file is reported by the engine itself)."""
     from ecmnet_core.runtime.checkpoint import DEFAULT_WEIGHTS, CheckpointError, read_checkpoint
 
     path = Path(weights) if weights else DEFAULT_WEIGHTS
@@ -21,14 +21,19 @@ def model_input_size(weights) -> Optional[Tuple[int, int]]:
         return None
     try:
         size = read_checkpoint(path)["metadata"].get("input_size")
-    except CheckpointError:
+        return (int(size[0]), int(size[1])) if size else None
+    except (CheckpointError, AttributeError, IndexError, KeyError, TypeError, ValueError):
         return None
-    return (int(size[0]), int(size[1])) if size else None
 
 
 def build_engine(weights, device: str, backend: str, precision: str, resolution: Resolution,
-                 compile: bool = False):
+                 compile: bool = False, max_pixels: Optional[int] = None,
+                 limit_name: str = "max_input_pixels"):
+    """The engine for `resolution`; ConfigError when its fixed network input is over max_pixels
+    (checked before the model is built: a lying checkpoint input_size must not allocate)."""
     from ecmnet_core.runtime.engine import SegmentationEngine
+
+    from .params import ConfigError
 
     if resolution == "native":
         size = None
@@ -36,8 +41,17 @@ def build_engine(weights, device: str, backend: str, precision: str, resolution:
         size = model_input_size(weights)
     else:
         size = tuple(resolution)
-    return SegmentationEngine(weights or None, device=device, ss2d_backend=backend, precision=precision,
-                              input_size=size, compile=compile)
+
+    def check(hw, what):
+        if max_pixels and hw and int(hw[0]) * int(hw[1]) > max_pixels:
+            raise ConfigError(f"{what} {int(hw[0])}x{int(hw[1])} = {int(hw[0]) * int(hw[1]):,} pixels is more "
+                              f"than the limit of {int(max_pixels):,} ({limit_name})")
+
+    check(size, "network input size")
+    engine = SegmentationEngine(weights or None, device=device, ss2d_backend=backend, precision=precision,
+                                input_size=size, compile=compile)
+    check(engine.input_size, "network input size")          # an ONNX file fixes its own
+    return engine
 
 
 def backend_name(engine) -> str:

@@ -9,6 +9,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, List, Optional, Sequence, Tuple
 
+from ecmnet_core.runtime.images import DEFAULT_MAX_PIXELS
+
 CHOICES = {
     "precision": ("fp32", "fp16", "bf16"),
     "qos_reliability": ("auto", "best_effort", "reliable"),
@@ -40,6 +42,10 @@ PARAMETERS: Sequence[Param] = (
     Param("resolution", "model", "network input size: 'model' (checkpoint input_size), 'native' "
                                  "(each image's own size) or HxW such as 360x480; masks are always "
                                  "published at the input image size"),
+    Param("max_input_pixels", DEFAULT_MAX_PIXELS, "frames with more pixels (width x height, read from the "
+                                                  "message or the jpeg/png header before decoding) are "
+                                                  "rejected as bad frames; also caps resolution; 0 = no limit "
+                                                  "(default 4096x2048: cameras up to 4K UHD)", (0, 2**30)),
     Param("input_topics", ["image"], "camera topics; a name ending in /compressed subscribes "
                                      "sensor_msgs/CompressedImage (jpeg/png), others sensor_msgs/Image"),
     Param("output_prefixes", [""], "per-camera output namespace, same length as input_topics; "
@@ -116,6 +122,12 @@ def validate(values: dict) -> NodeConfig:
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
         raise ConfigError(f"parameter device must be auto, cpu, cuda or cuda:N, got {device!r}")
     values["resolution"] = parse_resolution(values["resolution"])
+    limit = values["max_input_pixels"]
+    if isinstance(values["resolution"], tuple) and limit and \
+            values["resolution"][0] * values["resolution"][1] > limit:
+        h, w = values["resolution"]
+        raise ConfigError(f"parameter resolution {h}x{w} = {h * w:,} pixels is more than max_input_pixels "
+                          f"({limit:,})")
     topics: List[str] = [str(t).strip() for t in values["input_topics"]]
     if not topics or any(not t for t in topics):
         raise ConfigError("parameter input_topics must list at least one non-empty topic name")

@@ -176,7 +176,7 @@ class SegmentationNode(Node):
             self.get_logger().warning("compile with resolution 'native': the first frame of every new image "
                                       "size compiles for ~2 min; set resolution to the camera size (HxW)")
         engine = build_engine(self.cfg.weights, device, self.cfg.backend, precision, self.cfg.resolution,
-                              compile=compile_)
+                              compile=compile_, max_pixels=self.cfg.max_input_pixels)
         self.backend_name = backend_name(engine)
         return engine
 
@@ -301,9 +301,10 @@ class SegmentationNode(Node):
                 self.get_logger().error(text)
 
     def _decode(self, camera: int, msg):
+        limit = self.cfg.max_input_pixels          # checked from the header, before any decoding
         if self.cameras[camera].compressed:
-            return conversions.compressed_to_rgb(msg)
-        return conversions.image_msg_to_rgb(msg)
+            return conversions.compressed_to_rgb(msg, limit)
+        return conversions.image_msg_to_rgb(msg, limit)
 
     def _worker_loop(self) -> None:
         while self._running:

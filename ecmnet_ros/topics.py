@@ -6,9 +6,49 @@ Outputs of camera `<cam>` go to `<cam>/segmentation/{mask,color,overlay,confiden
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 OUTPUTS = ("mask", "color", "overlay", "confidence", "camera_info", "label_info")
+# rmw's limit for a fully qualified topic name (RMW_TOPIC_MAX_NAME_LENGTH: 255 minus the 8 characters
+# DDS prefixes such as "rt" take)
+MAX_TOPIC_LENGTH = 255 - 8
+
+
+def full_topic_name_problem(name: str):
+    """Why `name` is not a valid fully qualified ROS 2 topic name, or None when it is.
+
+    The rules of rmw_validate_full_topic_name (what rclpy.validate_full_topic_name enforces), written
+    out so the bag tools need no ROS install: leading '/', no trailing '/', no '//', only ASCII letters,
+    digits, '_' and '/', no token starting with a digit, at most 247 characters.
+    """
+    if not name:
+        return "it is empty"
+    if not name.startswith("/"):
+        return "it must start with '/'"
+    if len(name) > MAX_TOPIC_LENGTH:
+        return f"it is longer than {MAX_TOPIC_LENGTH} characters"
+    bad = sorted({c for c in name if not re.fullmatch(r"[A-Za-z0-9_/]", c)})
+    if bad:
+        return f"it may contain only letters, digits, '_' and '/', not {''.join(bad)!r}"
+    if name.endswith("/"):
+        return "it must not end with '/'"
+    if "//" in name:
+        return "it must not contain '//'"
+    if any(token[:1].isdigit() for token in name.split("/")):
+        return "no part of it may start with a digit"
+    return None
+
+
+def full_topic_name(name: str, what: str = "topic") -> str:
+    """A topic name for a bag: relative names resolve in the root namespace (as `ros2 bag record`
+    does); anything ROS 2 could not subscribe to raises ValueError naming the rule it breaks."""
+    text = str(name).strip()
+    full = text if text.startswith("/") else "/" + text
+    problem = full_topic_name_problem(full if text else "")
+    if problem:
+        raise ValueError(f"{what} {name!r} is not a valid ROS 2 topic name: {problem}")
+    return full
 
 
 def _join(*parts: str) -> str:

@@ -11,7 +11,7 @@ fi
 python -m pip install -q --upgrade pip
 # Pinned CPU torch first: an unpinned torch would pull a multi-GB CUDA build.
 python -m pip install -q "torch==2.13.0"
-python -m pip install -q numpy opencv-python-headless pyyaml tqdm tensorboard matplotlib rosbags onnx onnxruntime pytest
+python -m pip install -q numpy opencv-python-headless pillow pyyaml tqdm tensorboard matplotlib rosbags onnx onnxruntime pytest
 python -m pip install -q ros-kilted-rclpy ros-kilted-sensor-msgs ros-kilted-std-msgs ros-kilted-diagnostic-msgs \
   ros-kilted-rmw-fastrtps-cpp ros-kilted-lifecycle-msgs
 # The ROS 2 launch / CLI stack (launch, launch_ros, ros2 launch/run/pkg/lifecycle/param ...) and

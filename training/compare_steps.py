@@ -9,7 +9,6 @@ the run-to-run noise of non-deterministic GPU kernels) and writes every step's l
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import math
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 import torch
 
 from ecmnet_core.utils.atomic import atomic_path
-from ecmnet_core.cli.common import friendly_main
+from ecmnet_core.cli.common import ArgumentParser, friendly_main, int_range
 
 from .config import load_config
 from .distributed import DistInfo
@@ -61,10 +60,10 @@ def plot(csv_path: str, png: str) -> None:
 
 @friendly_main
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = ArgumentParser(prog="python -m training.compare_steps", description=__doc__.split("\n")[0])
     p.add_argument("--config", default="config/train_camvid.yaml")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--steps", type=int_range(1), default=300)
     p.add_argument("--out", default="runs/compare_steps.csv")
     p.add_argument("--plot", metavar="CSV", help="only draw CSV's curves into --out (a .png)")
     a = p.parse_args(argv)

@@ -59,6 +59,15 @@ DEFAULTS: Dict[str, Any] = {
 LAYOUTS = ("camvid", "cityscapes", "custom", "pack")
 
 
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's error in one line: what is wrong and where (its own text spans several)."""
+    problem = getattr(exc, "problem", None)
+    mark = getattr(exc, "problem_mark", None)
+    if problem and mark is not None:
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return " ".join(str(exc).split())
+
+
 def deep_merge(base: dict, update: dict, path: str = "") -> dict:
     out = copy.deepcopy(base)
     for key, value in (update or {}).items():
@@ -83,7 +92,7 @@ def parse_override(text: str) -> tuple:
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as exc:
-        raise UserError(f"--set {key}: cannot parse value {raw!r} ({exc})") from None
+        raise UserError(f"--set {key}: cannot parse value {raw!r} ({yaml_problem(exc)})") from None
     return key.strip(), value
 
 
@@ -109,7 +118,7 @@ def load_config(path=None, overrides: Iterable[str] = ()) -> dict:
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
-            raise UserError(f"{path} is not valid YAML: {exc}") from None
+            raise UserError(f"{path} is not valid YAML: {yaml_problem(exc)}") from None
         if not isinstance(data, dict):
             raise UserError(f"{path} must hold a mapping of sections (dataset, train, optim, ...)")
         cfg = deep_merge(cfg, data)

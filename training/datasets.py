@@ -171,7 +171,9 @@ def load_classes_yaml(path) -> DatasetInfo:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise DatasetError(f"{path} is not valid YAML: {exc}") from None
+        from .config import yaml_problem
+
+        raise DatasetError(f"{path} is not valid YAML: {yaml_problem(exc)}") from None
     names = data.get("names") if isinstance(data, dict) else None
     if not names or not isinstance(names, list):
         raise DatasetError(f"{path} must define `names:` as a list of class names")

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from ecmnet_core.utils.atomic import atomic_write_text
 from ecmnet_core.runtime.checkpoint import load_model
-from ecmnet_core.cli.common import UserError, friendly_main
+from ecmnet_core.cli.common import ArgumentParser, UserError, check_output_file, float_range, friendly_main, int_range
 
 from .augment import to_model_input
 from .config import DEFAULTS, deep_merge, load_config
@@ -28,7 +28,7 @@ from .metrics import ConfusionMatrix, format_table
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="ecmnet-eval", description=__doc__.split("\n")[0],
+    p = ArgumentParser(prog="ecmnet-eval", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n", 1)[1])
     p.add_argument("--weights", required=True, help="checkpoint (best.pt / last.pt / shipped weights)")
@@ -37,14 +37,15 @@ def build_parser():
     p.add_argument("--data-root")
     p.add_argument("--classes", help="classes YAML (custom layout)")
     p.add_argument("--split", default=None, help="split to evaluate (default: the recipe's val split)")
-    p.add_argument("--scales", type=float, nargs="+", default=[1.0], help="multi-scale inference, e.g. 0.75 1 1.25")
+    p.add_argument("--scales", type=float_range(0.1, 4.0), nargs="+", default=[1.0],
+                   help="multi-scale inference, e.g. 0.75 1 1.25 (each 0.1..4)")
     p.add_argument("--flip", action="store_true", help="average with the horizontally flipped image")
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--limit", type=int, help="evaluate only the first N images")
+    p.add_argument("--batch-size", type=int_range(1), default=1)
+    p.add_argument("--limit", type=int_range(1), help="evaluate only the first N images")
     p.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
     p.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"])
     p.add_argument("--ss2d-backend", default=None, help="override the SS2D scan backend")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=int_range(0, 256), default=2, help="DataLoader workers (0 = in process)")
     p.add_argument("--out", help="JSON report path")
     return p
 
@@ -100,6 +101,8 @@ def _nan_to_none(obj):
 @friendly_main
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.out:
+        check_output_file(Path(args.out))
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda requested but CUDA is not available")
     device = torch.device("cuda" if args.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from ecmnet_core.utils.atomic import atomic_path
-from ecmnet_core.cli.common import UserError, friendly_main
+from ecmnet_core.cli.common import ArgumentParser, UserError, check_output_file, float_range, friendly_main, int_range
 
 from .datasets import PACK_FORMAT, build_dataset
 
@@ -93,7 +93,7 @@ def write_pack(dcfg: dict, splits, out: Path, formats: dict, quality: int, max_m
 
 @friendly_main
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="ecmnet-pack-data", description=__doc__.split("\n")[0],
+    p = ArgumentParser(prog="ecmnet-pack-data", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n", 1)[1])
     p.add_argument("--layout", required=True, choices=["camvid", "cityscapes", "custom"])
@@ -103,12 +103,11 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="output tar (default .data/<layout>.tar)")
     p.add_argument("--train-format", default="jpg", choices=sorted(FORMATS))
     p.add_argument("--val-format", default="webp", choices=sorted(FORMATS))
-    p.add_argument("--jpeg-quality", type=int, default=95)
-    p.add_argument("--resize", type=int, nargs=2, metavar=("H", "W"), help="resize every sample first")
-    p.add_argument("--max-mib", type=float, default=60.0, help="fail if the pack is larger (device limit)")
+    p.add_argument("--jpeg-quality", type=int_range(1, 100), default=95)
+    p.add_argument("--resize", type=int_range(16, 8192), nargs=2, metavar=("H", "W"), help="resize every sample first")
+    p.add_argument("--max-mib", type=float_range(0, lo_open=True), default=60.0,
+                   help="fail if the pack is larger (device limit)")
     args = p.parse_args(argv)
-    if not 1 <= args.jpeg_quality <= 100:
-        raise UserError("--jpeg-quality must be in 1..100")
     dcfg = {"layout": args.layout, "root": args.root, "classes": args.classes, "name": None,
             "resize_to": args.resize}
     splits = [s for s in args.splits.split(",") if s]
@@ -116,7 +115,7 @@ def main(argv=None) -> int:
     for s in splits:
         if s != "train":
             formats[s] = args.val_format
-    out = Path(args.out or f".data/{args.layout}.tar")
+    out = check_output_file(Path(args.out or f".data/{args.layout}.tar"))
     write_pack(dcfg, splits, out, formats, args.jpeg_quality, args.max_mib)
     return 0
 

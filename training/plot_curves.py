@@ -1,18 +1,17 @@
 """`python -m training.plot_curves metrics.csv --out curves.png`: loss and val mIoU per epoch."""
 from __future__ import annotations
 
-import argparse
 import csv
 import sys
 from pathlib import Path
 
 from ecmnet_core.utils.atomic import atomic_path
-from ecmnet_core.cli.common import UserError, friendly_main
+from ecmnet_core.cli.common import ArgumentParser, UserError, friendly_main
 
 
 @friendly_main
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="plot_curves", description=__doc__)
+    p = ArgumentParser(prog="plot_curves", description=__doc__)
     p.add_argument("metrics", type=Path)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--title", default="ECMNet training")

@@ -6,13 +6,12 @@ epochs, commit) — all already in the checkpoint's metadata, plus what you add 
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import sys
 from pathlib import Path
 
 from ecmnet_core.runtime.checkpoint import load_model, save_checkpoint
-from ecmnet_core.cli.common import UserError, friendly_main
+from ecmnet_core.cli.common import ArgumentParser, UserError, float_range, friendly_main
 
 
 def history_summary(metrics_csv: Path) -> dict:
@@ -29,12 +28,12 @@ def history_summary(metrics_csv: Path) -> dict:
 
 @friendly_main
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="ship_weights", description=__doc__)
+    p = ArgumentParser(prog="ship_weights", description=__doc__)
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--metrics", type=Path, help="metrics.csv of the run (adds epochs / time / img/s)")
     p.add_argument("--note", default="", help="free text stored as metadata['note']")
-    p.add_argument("--max-mb", type=float, default=5.0)
+    p.add_argument("--max-mb", type=float_range(0, lo_open=True), default=5.0)
     args = p.parse_args(argv)
     model, meta = load_model(args.checkpoint)
     meta = dict(meta)

@@ -12,13 +12,14 @@ import sys
 from pathlib import Path
 
 from ecmnet_core.runtime.checkpoint import read_checkpoint
-from ecmnet_core.cli.common import UserError, friendly_main
+from ecmnet_core.cli.common import (ArgumentParser, UserError, check_output_dir, float_range, friendly_main,
+                                    int_range)
 
 from .config import apply_overrides, deep_merge, DEFAULTS, dump, load_config, validate
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ecmnet-train", description=__doc__.split("\n")[0],
+    p = ArgumentParser(prog="ecmnet-train", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n", 2)[2])
     p.add_argument("--config", help="recipe YAML (config/train_camvid.yaml, ...); optional with --resume")
@@ -27,10 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run directory (checkpoints, metrics.csv, tb/, config.yaml)")
     p.add_argument("--data-root", help="dataset root (or data pack .tar with --layout pack)")
     p.add_argument("--layout", choices=["camvid", "cityscapes", "custom", "pack"], help="dataset layout")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int, help="per process")
-    p.add_argument("--lr", type=float)
-    p.add_argument("--max-minutes", type=float, help="stop cleanly after the epoch that would overrun this")
+    p.add_argument("--epochs", type=int_range(1))
+    p.add_argument("--batch-size", type=int_range(1), help="per process")
+    p.add_argument("--lr", type=float_range(0, lo_open=True))
+    p.add_argument("--max-minutes", type=float_range(0),
+                   help="stop cleanly after the epoch that would overrun this (0: after the first epoch)")
     p.add_argument("--resume", help="last.pt to continue from, or 'auto' = <out>/last.pt if it exists")
     p.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
     return p
@@ -79,6 +81,7 @@ def resolve_config(args) -> tuple:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     cfg, out, resume = resolve_config(args)
+    check_output_dir(out)
     from ecmnet_core.utils.atomic import atomic_write_text
 
     from .distributed import cleanup, init_from_env

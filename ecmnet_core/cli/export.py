@@ -15,28 +15,36 @@ from pathlib import Path
 import numpy as np
 
 from ..runtime.checkpoint import load_model
-from ..runtime.export import MIN_OPSET, export_onnx, verify_onnx
+from ..runtime.export import MIN_OPSET, export_onnx, max_opset, verify_onnx
+from ..runtime.images import DEFAULT_MAX_PIXELS, check_pixels
 from ..runtime.onnx import INPUT_NAME
-from .common import UserError, friendly_main, parse_size
+from ..utils.atomic import atomic_path
+from .common import (ArgumentParser, UserError, check_output_dir, check_output_file, float_range, friendly_main,
+                     int_range, parse_max_pixels, parse_size)
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="ecmnet-export", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--onnx", type=Path, required=True, help="output .onnx path")
+    p = ArgumentParser(prog="ecmnet-export", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--onnx", type=Path, required=True,
+                   help="output .onnx path (replaced only once the new file passed verification)")
     p.add_argument("--weights", required=True, help="ECMNet checkpoint (.pt)")
     p.add_argument("--size", type=parse_size, required=True, help="network input HxW, e.g. 1024x2048")
-    p.add_argument("--opset", type=int, default=MIN_OPSET, help=f"ONNX opset (>= {MIN_OPSET})")
+    p.add_argument("--opset", type=int_range(MIN_OPSET, max_opset()), default=MIN_OPSET,
+                   help=f"ONNX opset ({MIN_OPSET}..{max_opset()} with this torch; default {MIN_OPSET})")
     p.add_argument("--fp16", action="store_true", help="store weights and I/O as float16 (state stays fp32)")
     p.add_argument("--tensorrt", action="store_true",
                    help="also build and cache an fp16 TensorRT engine (needs TensorRT and a CUDA GPU)")
-    p.add_argument("--batch", type=int, default=1, help="batch size of the TensorRT engine (default 1)")
+    p.add_argument("--batch", type=int_range(1, 1024), default=1, help="batch size of the TensorRT engine (default 1)")
     p.add_argument("--cache-dir", type=Path, default=None, help="TensorRT engine cache directory")
-    p.add_argument("--max-diff", type=float, default=None,
+    p.add_argument("--max-diff", type=float_range(0, lo_open=True), default=None,
                    help="fail above this max |logit diff| / max(1, max |logit|) "
                         "(default 1e-4 fp32, 2e-2 fp16)")
-    p.add_argument("--min-agreement", type=float, default=None,
+    p.add_argument("--min-agreement", type=float_range(0, 1), default=None,
                    help="fail below this fraction of equal argmax pixels (default 0.999 fp32, 0.98 fp16)")
+    p.add_argument("--max-pixels", type=parse_max_pixels, default=DEFAULT_MAX_PIXELS,
+                   help=f"refuse a --size with more pixels (export and verification run at that size); "
+                        f"0 = no limit (default {DEFAULT_MAX_PIXELS} = 4096x2048)")
     return p
 
 
@@ -45,12 +53,12 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.onnx.suffix != ".onnx":
         raise UserError(f"--onnx must end with .onnx, got {args.onnx}")
-    if args.opset < MIN_OPSET:
-        raise UserError(f"--opset must be >= {MIN_OPSET} (LayerNormalization), got {args.opset}")
-    if args.batch < 1:
-        raise UserError(f"--batch must be >= 1, got {args.batch}")
+    check_output_file(args.onnx, "--onnx")
+    if args.cache_dir is not None:
+        check_output_dir(args.cache_dir, "--cache-dir")
     if not Path(args.weights).is_file():
         raise UserError(f"weights not found: {args.weights}")
+    check_pixels(*args.size, args.max_pixels, f"--size {args.size[0]}x{args.size[1]}", show_dims=False)
     if args.tensorrt:
         from ..runtime.tensorrt import import_tensorrt
         try:
@@ -64,22 +72,25 @@ def main(argv=None):
         raise UserError(f"ecmnet-export needs onnx and onnxruntime (pip install onnx onnxruntime): {exc}") from None
 
     model, meta = load_model(args.weights, ss2d_backend="export")
-    export_onnx(model, meta, args.onnx, args.size, args.opset, args.fp16)
     reference, _ = load_model(args.weights, ss2d_backend="reference")
-    report = verify_onnx(reference, args.onnx, args.size)
     max_diff = args.max_diff if args.max_diff is not None else (2e-2 if args.fp16 else 1e-4)
     min_agree = args.min_agreement if args.min_agreement is not None else (0.98 if args.fp16 else 0.999)
-    print(f"wrote {args.onnx} ({args.onnx.stat().st_size / 1e6:.2f} MB, opset {args.opset}, "
-          f"{'fp16' if args.fp16 else 'fp32'}, input {INPUT_NAME} [batch, 3, {args.size[0]}, {args.size[1]}])")
-    print(f"onnxruntime vs PyTorch (batch {report['batch']}, random input): max |logit diff| "
-          f"{report['max_abs_diff']:.3g} (relative to logit scale {report['relative_diff']:.3g}), "
-          f"mask agreement {100 * report['mask_agreement']:.3f}%")
-    if report["relative_diff"] > max_diff or report["mask_agreement"] < min_agree or not np.isfinite(
-            report["max_abs_diff"]):
-        args.onnx.unlink(missing_ok=True)
-        raise UserError(f"ONNX verification failed: relative logit diff {report['relative_diff']:.3g} "
-                        f"(limit {max_diff:g}), mask agreement {report['mask_agreement']:.4f} "
-                        f"(limit {min_agree:g}); removed {args.onnx}")
+    # written next to --onnx and renamed over it only after verification: a failed export (or one
+    # onnxruntime disagrees with) leaves no file, and never clobbers a good older one
+    with atomic_path(args.onnx) as tmp:
+        export_onnx(model, meta, tmp, args.size, args.opset, args.fp16)
+        report = verify_onnx(reference, tmp, args.size)
+        size_mb = tmp.stat().st_size / 1e6
+        print(f"onnxruntime vs PyTorch (batch {report['batch']}, random input): max |logit diff| "
+              f"{report['max_abs_diff']:.3g} (relative to logit scale {report['relative_diff']:.3g}), "
+              f"mask agreement {100 * report['mask_agreement']:.3f}%")
+        if report["relative_diff"] > max_diff or report["mask_agreement"] < min_agree or not np.isfinite(
+                report["max_abs_diff"]):
+            raise UserError(f"ONNX verification failed: relative logit diff {report['relative_diff']:.3g} "
+                            f"(limit {max_diff:g}), mask agreement {report['mask_agreement']:.4f} "
+                            f"(limit {min_agree:g}); {args.onnx} not written")
+    print(f"wrote {args.onnx} ({size_mb:.2f} MB, opset {args.opset}, {'fp16' if args.fp16 else 'fp32'}, "
+          f"input {INPUT_NAME} [batch, 3, {args.size[0]}, {args.size[1]}])")
     if args.tensorrt:
         from ..runtime.tensorrt import build_engine
         engine = build_engine(args.onnx, (args.batch, 3, *args.size), args.cache_dir, fp16=True)

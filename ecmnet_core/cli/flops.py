@@ -7,7 +7,6 @@ multiply-accumulates as "FLOPs", so both conventions are printed.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 import torch
@@ -15,7 +14,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..model import ECMNet, ECMNetConfig, count_parameters
 from ..ops.ss2d import K_DIRECTIONS
-from .common import friendly_main
+from .common import ArgumentParser, friendly_main, int_range
 
 RESOLUTIONS = [(360, 480), (512, 1024), (1024, 1024), (1024, 2048)]
 PAPER_GFLOPS = 8.27
@@ -49,8 +48,8 @@ def report(num_classes: int = 19, resolutions=RESOLUTIONS):
 
 @friendly_main
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="ecmnet-flops", description=__doc__)
-    p.add_argument("--classes", type=int, default=19)
+    p = ArgumentParser(prog="ecmnet-flops", description=__doc__)
+    p.add_argument("--classes", type=int_range(1, 256), default=19, help="number of classes, 1..256 (default 19)")
     args = p.parse_args(argv)
     params, rows = report(args.classes)
     print(f"ECMNet, {args.classes} classes: {params:,} parameters ({params / 1e6:.3f} M)")

@@ -1,45 +1,98 @@
-"""`ecmnet-predict`: segment images or a folder and write colour mask + overlay PNGs."""
+"""`ecmnet-predict`: segment images or a folder and write colour mask + overlay PNGs.
+
+For each image NAME it writes NAME_labels.png (class ids), NAME_mask.png (colours) and
+NAME_overlay.png into --out (each file written atomically). In a folder, an image that cannot be
+read or is over --max-pixels is skipped and listed on stdout; the others are still segmented, and
+the run ends with one `error:` line and status 2 if any was skipped.
+"""
 from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from pathlib import Path
 
 import cv2
 
-from ..runtime.engine import SegmentationEngine
-from ..runtime.images import list_images, read_rgb
-from ..runtime.postprocess import overlay
-from .common import friendly_main, parse_size
+from ..runtime.images import DEFAULT_MAX_PIXELS, ImageError, check_pixels, list_images, read_rgb
+from ..utils.atomic import atomic_write_bytes
+from .common import (ArgumentParser, UserError, check_output_dir, float_range, friendly_main, parse_device,
+                     parse_max_pixels, parse_size)
+
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="ecmnet-predict", description=__doc__)
+    p = ArgumentParser(prog="ecmnet-predict", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", type=Path, help="an image file or a directory of images")
-    p.add_argument("--weights", default=None, help="checkpoint (.pt); default: shipped CamVid weights")
-    p.add_argument("--out", type=Path, required=True, help="output directory")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--weights", default=None, help="checkpoint (.pt) or ONNX file; default: shipped CamVid weights")
+    p.add_argument("--out", type=Path, required=True, help="output directory (created if missing)")
+    p.add_argument("--device", type=parse_device, default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--backend", default="auto", help="SS2D backend (auto, reference, cuda, mamba, export)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
     p.add_argument("--size", type=parse_size, default=None, help="network input HxW (default: image size)")
-    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the mask")
+    p.add_argument("--alpha", type=float_range(0.0, 1.0), default=0.5, help="overlay opacity of the mask, 0..1")
+    p.add_argument("--max-pixels", type=parse_max_pixels, default=DEFAULT_MAX_PIXELS,
+                   help=f"refuse images (and --size) with more pixels than this, read from the file header "
+                        f"before decoding; a count or an area like 4096x2048, 0 = no limit "
+                        f"(default {DEFAULT_MAX_PIXELS} = 4096x2048)")
     return p
+
+
+def output_names(files):
+    """Output stem per input: the file's stem, or stem_ext where two inputs share a stem (a.png, a.jpg)."""
+    counts = Counter(p.stem for p in files)
+    return {p: (p.stem if counts[p.stem] == 1 else f"{p.stem}_{p.suffix.lstrip('.').lower()}") for p in files}
+
+
+def _png(image, what) -> bytes:
+    ok, buf = cv2.imencode(".png", image)
+    if not ok:
+        raise UserError(f"cannot encode {what} as PNG")
+    return buf.tobytes()
 
 
 @friendly_main
 def main(argv=None):
+    from ..runtime.engine import SegmentationEngine
+    from ..runtime.postprocess import overlay
+
     args = build_parser().parse_args(argv)
+    out = check_output_dir(args.out)
     files = list_images(args.input)
+    if args.size is not None:
+        check_pixels(*args.size, args.max_pixels, f"--size {args.size[0]}x{args.size[1]}", show_dims=False)
+    # one image: read it before the model is loaded, so a bad file fails fast
+    first = read_rgb(files[0], args.max_pixels) if len(files) == 1 else None
     engine = SegmentationEngine(args.weights, device=args.device, ss2d_backend=args.backend,
                                 precision=args.precision, input_size=args.size)
-    args.out.mkdir(parents=True, exist_ok=True)
+    if engine.input_size:                     # an ONNX file fixes its own input size
+        check_pixels(*engine.input_size, args.max_pixels, f"the network input size {engine.input_size[0]}x"
+                     f"{engine.input_size[1]} (HxW) of {args.weights}", show_dims=False)
+    names = output_names(files)
+    done, bad = [], []
     for path in files:
-        rgb = read_rgb(path)
+        try:
+            rgb = first if first is not None else read_rgb(path, args.max_pixels)
+        except ImageError as exc:
+            bad.append((path, str(exc)))
+            print(f"skipped: {exc}", flush=True)
+            continue
         res = engine.infer(rgb, color=True)
-        cv2.imwrite(str(args.out / f"{path.stem}_labels.png"), res.mask)
-        cv2.imwrite(str(args.out / f"{path.stem}_mask.png"), cv2.cvtColor(res.color, cv2.COLOR_RGB2BGR))
         blend = overlay(rgb, res.color, args.alpha)
-        cv2.imwrite(str(args.out / f"{path.stem}_overlay.png"), cv2.cvtColor(blend, cv2.COLOR_RGB2BGR))
-    print(f"wrote {3 * len(files)} files for {len(files)} image(s) to {args.out}")
+        outputs = {"labels": _png(res.mask, "the mask"),
+                   "mask": _png(cv2.cvtColor(res.color, cv2.COLOR_RGB2BGR), "the colour mask"),
+                   "overlay": _png(cv2.cvtColor(blend, cv2.COLOR_RGB2BGR), "the overlay")}
+        for kind, data in outputs.items():          # encoded first: a failure above writes nothing
+            atomic_write_bytes(out / f"{names[path]}_{kind}.png", data)
+        done.append(path)
+    if done:
+        print(f"wrote {3 * len(done)} files for {len(done)} image(s) to {out}")
+    if bad:
+        listed = ", ".join(p.name for p, _ in bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise UserError(f"{len(bad)} of {len(files)} images could not be segmented ({listed}; listed on stdout); "
+                        f"the other {len(done)} were written to {out}" if done else
+                        f"none of the {len(files)} images in {args.input} could be segmented ({listed}; "
+                        f"listed on stdout)")
     return 0
 
 

@@ -41,12 +41,29 @@ class SegmentationResult:
     color: Optional[np.ndarray] = None        # H x W x 3 uint8 RGB
 
 
+DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?"
+
+
 def resolve_device(device: str) -> torch.device:
+    """'auto', 'cpu', 'cuda' or 'cuda:N' -> torch.device; ValueError (one line) for anything else,
+    and for a CUDA device this machine does not have."""
+    import re
+
     if device in ("auto", "", None):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} requested but CUDA is not available on this machine")
+    if not isinstance(device, (str, torch.device)):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    if isinstance(device, str) and not re.fullmatch(DEVICE_PATTERN, device.strip()):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    dev = torch.device(device.strip() if isinstance(device, str) else device)
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {str(dev)!r}")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {str(device)!r} requested but CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {str(device)!r} requested but this machine has "
+                             f"{torch.cuda.device_count()} CUDA device(s)")
     return dev
 
 

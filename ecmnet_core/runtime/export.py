@@ -19,13 +19,24 @@ from .onnx import INPUT_NAME, METADATA_KEY, OUTPUT_NAME
 MIN_OPSET = 17          # LayerNormalization
 
 
+def max_opset() -> int:
+    """The newest opset this torch's exporter writes (torch.onnx keeps it in a private constant;
+    20 where that moved, the newest every supported torch writes)."""
+    try:
+        from torch.onnx._constants import ONNX_MAX_OPSET
+        return int(ONNX_MAX_OPSET)
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return 20
+
+
 def export_onnx(model: torch.nn.Module, metadata: dict, out: Path, size, opset: int = MIN_OPSET,
                 fp16: bool = False) -> Path:
     """Trace `model` (switched to the export SS2D backend) to `out` with metadata; atomic write."""
     import onnx
 
-    if opset < MIN_OPSET:
-        raise ValueError(f"opset must be >= {MIN_OPSET} (LayerNormalization), got {opset}")
+    if not MIN_OPSET <= opset <= max_opset():
+        raise ValueError(f"opset must be in {MIN_OPSET}..{max_opset()} (LayerNormalization .. this torch's "
+                         f"exporter), got {opset}")
     model = model.eval().float()
     if hasattr(model, "set_ss2d_backend"):
         model.set_ss2d_backend("export")

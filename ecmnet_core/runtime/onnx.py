@@ -17,17 +17,37 @@ _ORT_DTYPES = {"tensor(float)": torch.float32, "tensor(float16)": torch.float16}
 
 
 def read_onnx_metadata(path) -> dict:
-    """Metadata dict stored by ecmnet-export; clear error for foreign ONNX files."""
+    """Metadata dict stored by ecmnet-export; CheckpointError (one line) for foreign or broken files."""
     import onnx
+
+    from .checkpoint import CheckpointError, check_metadata
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"ONNX file not found: {path}")
-    model = onnx.load(str(path), load_external_data=False)
+        raise CheckpointError(f"ONNX file not found: {path}")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - protobuf DecodeError and friends: not an ONNX file
+        raise CheckpointError(f"{path} is not a readable ONNX file ({type(exc).__name__})") from None
     props = {p.key: p.value for p in model.metadata_props}
     if METADATA_KEY not in props:
-        raise ValueError(f"{path} has no {METADATA_KEY!r} metadata; export it with ecmnet-export")
-    return json.loads(props[METADATA_KEY])
+        raise CheckpointError(f"{path} has no {METADATA_KEY!r} metadata; export it with ecmnet-export")
+    try:
+        meta = json.loads(props[METADATA_KEY])
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {METADATA_KEY!r} is not valid JSON ({exc})") from None
+    classes = None
+    try:
+        dims = model.graph.output[0].type.tensor_type.shape.dim
+        classes = dims[1].dim_value if len(dims) == 4 and dims[1].HasField("dim_value") else None
+    except (IndexError, AttributeError):
+        pass
+    if classes is None:
+        classes = len(meta.get("classes") or []) if isinstance(meta, dict) else 0
+    try:
+        return check_metadata(meta, classes)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
 
 
 def _import_ort():
@@ -52,7 +72,13 @@ class OnnxRuntimeNetwork:
         opts.log_severity_level = 3          # constant-folding notices about fp16 Exp are noise
         if threads:
             opts.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's own error classes: an unusable graph
+            from .checkpoint import CheckpointError
+
+            text = " ".join(str(exc).split())
+            raise CheckpointError(f"onnxruntime cannot load {path}: {text[:200]}") from None
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         if inp.type not in _ORT_DTYPES:

@@ -62,3 +62,35 @@ def test_git_commit_prefers_environment_and_rejects_non_shas(monkeypatch, tmp_pa
     fake = sp.CompletedProcess([], 128, stdout="HEAD\n", stderr="fatal: ambiguous argument 'HEAD'")
     monkeypatch.setattr(checkpoint.subprocess, "run", lambda *a, **k: fake)
     assert checkpoint.git_commit() == "unknown"
+
+
+def test_every_disagreeing_or_broken_checkpoint_is_one_line_checkpoint_error(bad_checkpoints):
+    """Validated once in load_model: predict, bag-eval, eval, export and the node all see this error."""
+    for case, (path, match) in bad_checkpoints.items():
+        with pytest.raises(CheckpointError) as info:
+            load_model(path)
+        text = str(info.value)
+        assert match in text and "\n" not in text and len(text) < 300, (case, text)
+
+
+def test_validation_runs_before_building_a_lying_model(bad_checkpoints, monkeypatch):
+    """A config asking for million-channel layers is refused before ECMNet(...) could allocate it."""
+    from ecmnet_core.runtime import checkpoint
+
+    built = []
+    monkeypatch.setattr(checkpoint, "ECMNet", lambda cfg: built.append(cfg))
+    with pytest.raises(CheckpointError, match="widths must hold ints in 1..1024"):
+        load_model(bad_checkpoints["absurd_config"][0])
+    assert built == []
+
+
+def test_metadata_and_config_checks_accept_what_save_checkpoint_writes(tiny_checkpoint):
+    from ecmnet_core.runtime.checkpoint import check_config, check_metadata
+
+    blob = read_checkpoint(tiny_checkpoint)
+    cfg = check_config(blob["model_config"])
+    assert check_metadata(blob["metadata"], cfg.num_classes) is blob["metadata"]
+    with pytest.raises(CheckpointError, match="num_classes must be an int in 1..256"):
+        check_config(dict(blob["model_config"], num_classes=300))
+    with pytest.raises(CheckpointError, match="input_size must be"):
+        check_metadata(dict(blob["metadata"], input_size=[8, "x"]), 11)
