@@ -80,14 +80,6 @@ class CameraInput:
             endpoints = self.node.get_publishers_info_by_topic(self.topic)
         return [p for p in endpoints if p.topic_type == self.expected_type]
 
-    @property
-    def reliability(self) -> str:
-        return self._active.reliability
-
-    @property
-    def subscriptions(self) -> list:
-        return [s.handle for s in (self._active, self._pending) if s is not None]
-
     # ------------------------------------------------------------ subscriptions
     def _subscribe(self, reliability: str) -> _Sub:
         holder = _Sub(reliability=reliability, created=time.monotonic())
@@ -202,10 +194,3 @@ class CameraInput:
                     "transport_latency_p99_ms": f"{percentile_ms(self.transport_latency, 99):.2f}",
                     "callback_latency_p50_ms": f"{percentile_ms(self.callback_latency, 50):.2f}",
                     "callback_latency_p99_ms": f"{percentile_ms(self.callback_latency, 99):.2f}"}
-
-    def destroy(self) -> None:
-        if self._timer is not None:
-            self.node.destroy_timer(self._timer)
-            self._timer = None
-        for sub in self.subscriptions:
-            self.node.destroy_subscription(sub)
