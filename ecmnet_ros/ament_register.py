@@ -138,8 +138,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (RegisterError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    verb = "removed" if args.remove else "registered"
-    print(f"{PACKAGE} {verb} in {prefix} ({len(paths)} entries)")
+    verb = "removed from" if args.remove else "registered in"
+    print(f"{PACKAGE} {verb} {prefix} ({len(paths)} entries)")
     if not args.remove:
         current = os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep)
         if str(prefix) not in current:

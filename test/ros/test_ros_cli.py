@@ -215,6 +215,32 @@ def test_package_xml_declares_every_ros_package_the_code_imports():
     assert needed <= exec_depends, sorted(needed - exec_depends)
 
 
+def test_ecmnet_ros_register_writes_the_ament_layout_and_removes_it(tmp_path):
+    """What ros2 launch/run/pkg look up, as links; idempotent; --remove leaves no ecmnet_ros entry;
+    a file it did not write is refused with one error line."""
+    register = [str(Path(sys.executable).parent / "ecmnet-ros-register"), "--prefix", str(tmp_path)]
+    for _ in range(2):
+        res = subprocess.run(register, capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0, res.stderr
+    share = tmp_path / "share" / "ecmnet_ros"
+    assert (tmp_path / "share/ament_index/resource_index/packages/ecmnet_ros").is_file()
+    assert (share / "launch" / "segment.launch.py").resolve() == LAUNCH.resolve()
+    assert not (share / "launch").is_symlink()          # ros2 launch's os.walk does not enter linked folders
+    assert (share / "config" / "segment.yaml").resolve() == YAML.resolve()
+    for exe in ("ecmnet_segmentation", "ecmnet_segmentation_lifecycle", "ecmnet-predict"):
+        link = tmp_path / "lib" / "ecmnet_ros" / exe
+        assert link.is_symlink() and os.access(link, os.X_OK)
+    res = subprocess.run(register + ["--remove"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert not share.exists() and not (tmp_path / "lib" / "ecmnet_ros").exists()
+    assert not (tmp_path / "share/ament_index/resource_index/packages/ecmnet_ros").exists()
+    share.mkdir(parents=True)
+    (share / "package.xml").write_text("<package/>")
+    res = subprocess.run(register, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and res.stderr.startswith("error: "), res.stderr
+    assert (share / "package.xml").read_text() == "<package/>"
+
+
 def test_node_without_vision_msgs_says_so_once_and_serves_masks(tiny_checkpoint, tmp_path):
     """A ROS install without vision_msgs: one warning, masks as usual, ~/class_info still latched."""
     stub = tmp_path / "no_vision_msgs" / "vision_msgs"
