@@ -87,7 +87,7 @@ class SegmentationNode(Node):
     def _configure(self):
         """Read parameters, load and warm up the engine (no topics yet)."""
         weights = self.get_parameter("weights").value or "the shipped CamVid weights"
-        self.get_logger().info(f"loading {weights} (device {self.get_parameter('device').value})")
+        self.get_logger().debug(f"loading {weights} (device {self.get_parameter('device').value})")
         self.cfg = self._read_parameters()
         self.engine = self._make_engine()
         self.cameras: List[CameraTopics] = [camera_topics(t, p) for t, p in
