@@ -87,9 +87,11 @@ class SegmentationNode(Node):
     def _configure(self):
         """Read parameters, load and warm up the engine (no topics yet)."""
         weights = self.get_parameter("weights").value or "the shipped CamVid weights"
-        self.get_logger().debug(f"loading {weights} (device {self.get_parameter('device').value})")
+        started = time.monotonic()
         self.cfg = self._read_parameters()
         self.engine = self._make_engine()
+        # after the load, not before: a refused start-up prints only its one error line
+        self.get_logger().info(f"loaded {weights} on {self.engine.device} in {time.monotonic() - started:.1f} s")
         self.cameras: List[CameraTopics] = [camera_topics(t, p) for t, p in
                                             zip(self.cfg.input_topics, self.cfg.output_prefixes)]
         prefixes = [c.prefix for c in self.cameras]

@@ -31,6 +31,7 @@ SHARE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_PARAMS = os.path.join(SHARE, "config", "segment.yaml")
 FASTDDS_PROFILE = os.path.join(SHARE, "config", "fastdds.xml")
 FASTDDS_ENV = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")   # Fast DDS 3 / 2 names
+FASTDDS2_DISTROS = ("foxy", "galactic", "humble", "iron", "jazzy")                  # ship Fast DDS 2.x
 
 # launch argument -> node parameter of the same name (launch-only arguments: LAUNCH_ONLY)
 OVERRIDES = ("weights", "backend", "device", "precision", "compile", "resolution", "input_topics",
@@ -96,7 +97,14 @@ def _fastdds_env(context) -> dict:
         if any(env.get(k) for k in FASTDDS_ENV) or not os.path.isfile(FASTDDS_PROFILE):
             return {}
         path = FASTDDS_PROFILE
-    return {k: path for k in FASTDDS_ENV}
+    return {_profile_env_name(): path}
+
+
+def _profile_env_name() -> str:
+    """The one variable this ROS distribution's Fast DDS reads. Setting both makes Fast DDS 3 load
+    the file twice and reject every profile in it the second time (XMLPARSER errors)."""
+    distro = os.environ.get("ROS_DISTRO", "").strip().lower()
+    return FASTDDS_ENV[1] if distro in FASTDDS2_DISTROS else FASTDDS_ENV[0]
 
 
 def _node(context):

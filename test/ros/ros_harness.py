@@ -214,7 +214,7 @@ class Probe:
 # ------------------------------------------------------------------ real ROS 2 CLI processes
 SHARED_ROS2_EXTRA = Path(__file__).resolve().parents[2].parent / "shared" / "ros2-extra"
 CLEAN_EXIT_FORBIDDEN = ("Traceback", "KeyboardInterrupt", "terminate called", "process has died",
-                        "exit code", "Segmentation fault", "core dumped")
+                        "exit code", "Segmentation fault", "core dumped", "XMLPARSER Error")
 
 
 def require_ros2_cli():

@@ -299,7 +299,7 @@ def test_launch_argument_errors_are_reported(registered_prefix, tiny_checkpoint,
 def test_ctrl_c_under_launch_ends_cleanly_every_round(harness, registered_prefix, tiny_checkpoint):
     """SIGINT to the process group of `ros2 launch` (what Ctrl-C in a terminal does; launch runs
     non-interactively here, so it forwards a second SIGINT to the node too). Rounds cycle through
-    three moments: during start-up (model loading), idle, and under 30 Hz traffic; every other
+    three moments: during start-up (weights loaded, warm-up and activation to come), idle, and under 30 Hz traffic; every other
     round starts the lifecycle node (managed:=true, autostart)."""
     probe = Probe(harness, "probe_ctrl_c")
     probe.watch("/camera/segmentation/mask", Image)
@@ -315,7 +315,7 @@ def test_ctrl_c_under_launch_ends_cleanly_every_round(harness, registered_prefix
             t0 = time.monotonic()
             try:
                 if phase == "start-up":
-                    assert proc.wait_for_line("loading", TIMEOUT) is not None, proc.output
+                    assert proc.wait_for_line("]: loaded ", TIMEOUT) is not None, proc.output
                 else:
                     assert proc.wait_for_line("segmenting", TIMEOUT) is not None, proc.output
                 if phase == "traffic":

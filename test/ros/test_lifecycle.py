@@ -143,10 +143,10 @@ def test_ros2_lifecycle_cli_drives_a_real_process(harness, tmp_path_factory, tin
     try:
         assert proc.wait_for_line("process started", TIMEOUT) is not None, proc.output
         lifecycle_cli(env, "get", node, expect="unconfigured [1]")
-        assert "loading" not in proc.output                              # autostart:=false: nothing loaded
+        assert "]: loaded " not in proc.output                            # autostart:=false: nothing loaded
         lifecycle_cli(env, "set", node, "configure", expect="Transitioning successful")
         lifecycle_cli(env, "get", node, expect="inactive [2]")
-        assert proc.output.count("]: loading ") == 1
+        assert proc.output.count("]: loaded ") == 1
         assert not masks_flow(2.0) and probe.node.count_publishers(mask) == 0
         assert "Setting parameter failed" in param_set(env, "resolution", "32x48")   # configured: refused
 
@@ -160,7 +160,7 @@ def test_ros2_lifecycle_cli_drives_a_real_process(harness, tmp_path_factory, tin
         assert not masks_flow(2.0)
         lifecycle_cli(env, "set", node, "activate", expect="Transitioning successful")
         assert masks_flow(), proc.output[-3000:]
-        assert proc.output.count("]: loading ") == 1                        # re-activating did not reload
+        assert proc.output.count("]: loaded ") == 1                        # re-activating did not reload
 
         lifecycle_cli(env, "set", node, "deactivate", expect="Transitioning successful")
         lifecycle_cli(env, "set", node, "cleanup", expect="Transitioning successful")

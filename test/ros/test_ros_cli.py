@@ -168,12 +168,17 @@ def test_launch_fastdds_profile_choice(tmp_path, monkeypatch):
         context.launch_configurations["fastdds_profile"] = choice
         return mod._fastdds_env(context)
 
-    both = set(mod.FASTDDS_ENV)
-    assert env_for("") == dict.fromkeys(both, str(shipped))
+    monkeypatch.delenv("ROS_DISTRO", raising=False)                 # unset (PyPI wheels) or kilted: the Fast DDS 3 name
+    one = ["FASTDDS_DEFAULT_PROFILES_FILE"]
+    assert env_for("") == dict.fromkeys(one, str(shipped))
     assert env_for("", shipped_exists=False) == {}
     assert env_for("", {"FASTDDS_DEFAULT_PROFILES_FILE": str(own)}) == {}
     assert env_for("", {"FASTRTPS_DEFAULT_PROFILES_FILE": str(own)}) == {}
-    assert env_for(str(own), {"FASTDDS_DEFAULT_PROFILES_FILE": "/x.xml"}) == dict.fromkeys(both, str(own))
+    assert env_for(str(own), {"FASTDDS_DEFAULT_PROFILES_FILE": "/x.xml"}) == dict.fromkeys(one, str(own))
+    monkeypatch.setenv("ROS_DISTRO", "kilted")
+    assert env_for("") == dict.fromkeys(one, str(shipped))
+    monkeypatch.setenv("ROS_DISTRO", "jazzy")                        # Fast DDS 2.x reads only the old name
+    assert env_for("") == {"FASTRTPS_DEFAULT_PROFILES_FILE": str(shipped)}
     assert env_for("none") == {}
     with pytest.raises(FileNotFoundError, match="fastdds_profile"):
         env_for(str(tmp_path / "missing.xml"))
