@@ -24,7 +24,7 @@ def build_parser():
     p = ArgumentParser(prog="ecmnet-predict", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", type=Path, help="an image file or a directory of images")
-    p.add_argument("--weights", default=None, help="checkpoint (.pt) or ONNX file; default: shipped CamVid weights")
+    p.add_argument("--weights", default=None, help="checkpoint (.pt), ONNX file or .pt2 package (ecmnet-export --aoti); default: shipped CamVid weights")
     p.add_argument("--out", type=Path, required=True, help="output directory (created if missing)")
     p.add_argument("--device", type=parse_device, default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--backend", default="auto", help="SS2D backend (auto, reference, cuda, mamba, export)")

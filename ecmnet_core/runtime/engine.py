@@ -12,6 +12,8 @@ back. The same pre/post-processing wraps three runtimes:
     onnxruntime  an ONNX file from `ecmnet-export` (CPU, or CUDA EP if installed)
     tensorrt     an engine built from that ONNX file (see tensorrt.py;
                  untested on our machines, TensorRT is not installable there)
+    aoti         an AOTInductor package (.pt2) from `ecmnet-export --aoti` (aoti.py): compiled
+                 ahead of time for one torch build and device, so it starts in milliseconds
 """
 from __future__ import annotations
 
@@ -30,7 +32,8 @@ from .checkpoint import load_model
 from ..inference import fold_batchnorm, optimize_for_inference  # noqa: F401 (public API)
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-RUNTIMES = ("auto", "torch", "onnxruntime", "tensorrt")
+RUNTIMES = ("auto", "torch", "onnxruntime", "tensorrt", "aoti")
+FILE_RUNTIMES = {".onnx": "onnxruntime", ".pt2": "aoti"}      # runtime='auto' picks by the weights' suffix
 log = logging.getLogger(__name__)
 
 
@@ -191,15 +194,22 @@ class SegmentationEngine:
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
         if runtime == "auto":
-            runtime = "onnxruntime" if weights is not None and str(weights).endswith(".onnx") else "torch"
-        if runtime in ("onnxruntime", "tensorrt"):
-            if weights is None or not str(weights).endswith(".onnx"):
-                raise ValueError(f"runtime {runtime} needs an ONNX file from ecmnet-export as weights, "
-                                 f"got {weights!r}")
+            suffix = "" if weights is None else "." + str(weights).rsplit(".", 1)[-1].lower()
+            runtime = FILE_RUNTIMES.get(suffix, "torch")
+        if runtime in ("onnxruntime", "tensorrt", "aoti"):
+            wanted = ".pt2" if runtime == "aoti" else ".onnx"
+            if weights is None or not str(weights).lower().endswith(wanted):
+                what = "an AOTInductor package (.pt2) from ecmnet-export --aoti" if runtime == "aoti" else \
+                    "an ONNX file from ecmnet-export"
+                raise ValueError(f"runtime {runtime} needs {what} as weights, got {weights!r}")
             self._init_common(device, precision, input_size, runtime)
             if runtime == "onnxruntime":
                 from .onnx import OnnxRuntimeNetwork
                 net = OnnxRuntimeNetwork(weights, self.device)
+            elif runtime == "aoti":
+                from .aoti import AotiNetwork
+                net = AotiNetwork(weights, self.device)
+                self.memory_format = net.memory_format
             else:
                 from .tensorrt import TensorRTNetwork
                 net = TensorRTNetwork(weights, self.device, cache_dir=cache_dir)
@@ -208,9 +218,9 @@ class SegmentationEngine:
             self.dtype = net.input_dtype
             self._network = net
             self.model = None
-            # graphs stay off here: ORT runs on the host, and capturing TensorRT's
-            # enqueue inside a torch graph is untested on our machines
-            self._finish_init(False, False)
+            # graphs stay off here: ORT runs on the host; capturing TensorRT's enqueue or an
+            # AOTInductor run inside a torch graph is untested on our machines
+            self._finish_init(False, runtime == "aoti")
             return
         self._init_common(device, precision, input_size, runtime)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
