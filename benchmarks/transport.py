@@ -162,7 +162,7 @@ def shm_cost(profile: bool) -> float:
     it maps), with Fast DDS defaults or with config/fastdds.xml."""
     import time
 
-    from ecmnet_ros.transport_rig import dds_env
+    from transport_rig import dds_env
 
     code = "import rclpy, time; rclpy.init(); n = rclpy.create_node('shm_probe'); print('up', flush=True); time.sleep(30)"
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=dds_env(profile))
