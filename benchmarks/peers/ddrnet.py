@@ -25,26 +25,22 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .resnet_parts import BasicBlock, Bottleneck, SegmentHead, bn_relu_conv, conv_bn, resize_to, residual_stage
+from .resnet_parts import (BasicBlock, Bottleneck, PyramidPooling, SegmentHead, bn_relu_conv, conv_bn, resize_to,
+                           residual_stage)
 
 
-class DAPPM(nn.Module):
-    """Deep aggregation pyramid pooling (paper Fig. 4) on the 1/64 map."""
+class DAPPM(PyramidPooling):
+    """Deep aggregation pyramid pooling (paper Fig. 4) on the 1/64 map: each scale is processed after
+    adding the previous one (sequential)."""
 
     def __init__(self, cin, mid, cout):
-        super().__init__()
-        self.pools = nn.ModuleList([nn.AvgPool2d(5, 2, 2), nn.AvgPool2d(9, 4, 4), nn.AvgPool2d(17, 8, 8),
-                                    nn.AdaptiveAvgPool2d(1)])
-        self.scale0 = bn_relu_conv(cin, mid)
-        self.scales = nn.ModuleList([bn_relu_conv(cin, mid) for _ in self.pools])
+        super().__init__(cin, mid, cout)
         self.process = nn.ModuleList([bn_relu_conv(mid, mid, 3) for _ in self.pools])
-        self.compression = bn_relu_conv(mid * 5, cout)
-        self.shortcut = bn_relu_conv(cin, cout)
 
     def forward(self, x):
         outs = [self.scale0(x)]
-        for pool, scale, process in zip(self.pools, self.scales, self.process):
-            outs.append(process(resize_to(scale(pool(x)), x) + outs[-1]))
+        for scaled, process in zip(self.pooled(x), self.process):
+            outs.append(process(scaled + outs[-1]))
         return self.compression(torch.cat(outs, 1)) + self.shortcut(x)
 
 

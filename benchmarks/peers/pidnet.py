@@ -25,25 +25,21 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .resnet_parts import BasicBlock, Bottleneck, SegmentHead, bn_relu_conv, conv_bn, resize_to, residual_stage
+from .resnet_parts import (BasicBlock, Bottleneck, PyramidPooling, SegmentHead, bn_relu_conv, conv_bn, resize_to,
+                           residual_stage)
 
 
-class PAPPM(nn.Module):
-    """Parallel aggregation pyramid pooling (paper Fig. 6) on the 1/64 map."""
+class PAPPM(PyramidPooling):
+    """Parallel aggregation pyramid pooling (paper Fig. 6) on the 1/64 map: every scale adds the
+    unpooled branch, then one grouped 3x3 convolution processes all four at once (parallel)."""
 
     def __init__(self, cin, mid, cout):
-        super().__init__()
-        self.pools = nn.ModuleList([nn.AvgPool2d(5, 2, 2), nn.AvgPool2d(9, 4, 4), nn.AvgPool2d(17, 8, 8),
-                                    nn.AdaptiveAvgPool2d(1)])
-        self.scale0 = bn_relu_conv(cin, mid)
-        self.scales = nn.ModuleList([bn_relu_conv(cin, mid) for _ in self.pools])
+        super().__init__(cin, mid, cout)
         self.process = bn_relu_conv(4 * mid, 4 * mid, 3, groups=4)
-        self.compression = bn_relu_conv(5 * mid, cout)
-        self.shortcut = bn_relu_conv(cin, cout)
 
     def forward(self, x):
         base = self.scale0(x)
-        scales = [resize_to(scale(pool(x)), x) + base for pool, scale in zip(self.pools, self.scales)]
+        scales = [scaled + base for scaled in self.pooled(x)]
         return self.compression(torch.cat([base, self.process(torch.cat(scales, 1))], 1)) + self.shortcut(x)
 
 

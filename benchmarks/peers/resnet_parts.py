@@ -75,6 +75,26 @@ def residual_stage(block, cin, planes, blocks, stride=1):
     return nn.Sequential(*layers)
 
 
+class PyramidPooling(nn.Module):
+    """What DDRNet's DAPPM and PIDNet's PAPPM share on the 1/64 map: four average pools (5/9/17
+    windows and global), a 1x1 BN-ReLU-conv per scale and for the unpooled input, a 1x1 compression of
+    the five branches and a 1x1 shortcut. They differ only in how the pooled branches are processed
+    (`process`, set by the subclass, and forward)."""
+
+    def __init__(self, cin, mid, cout):
+        super().__init__()
+        self.pools = nn.ModuleList([nn.AvgPool2d(5, 2, 2), nn.AvgPool2d(9, 4, 4), nn.AvgPool2d(17, 8, 8),
+                                    nn.AdaptiveAvgPool2d(1)])
+        self.scale0 = bn_relu_conv(cin, mid)
+        self.scales = nn.ModuleList([bn_relu_conv(cin, mid) for _ in self.pools])
+        self.compression = bn_relu_conv(mid * (len(self.pools) + 1), cout)
+        self.shortcut = bn_relu_conv(cin, cout)
+
+    def pooled(self, x):
+        """Each pooled scale, 1x1-convolved and resized back to x."""
+        return [resize_to(scale(pool(x)), x) for pool, scale in zip(self.pools, self.scales)]
+
+
 class SegmentHead(nn.Module):
     """BN-ReLU-3x3 conv, BN-ReLU-1x1 conv with bias: per-pixel class logits at the feature's resolution."""
 

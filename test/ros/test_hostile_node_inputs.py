@@ -25,16 +25,9 @@ from ecmnet_core.runtime.checkpoint import CheckpointError  # noqa: E402
 from ecmnet_ros.conversions import encode_compressed  # noqa: E402
 from ecmnet_ros.params import ConfigError  # noqa: E402
 from ecmnet_ros.segmentation_node import SegmentationNode  # noqa: E402
-from ros_harness import Probe, RosHarness, image_msg, isolate_ros_domain, stamp  # noqa: E402
+from ros_harness import Probe, image_msg, isolate_ros_domain, stamp  # noqa: E402
 
 TIMEOUT = 60.0
-
-
-@pytest.fixture(scope="module")
-def harness():
-    h = RosHarness()
-    yield h
-    h.close()
 
 
 def _png_claiming(width, height):

@@ -19,7 +19,7 @@ from sensor_msgs.msg import Image  # noqa: E402
 
 from ecmnet_ros.qos import choose_reliability  # noqa: E402
 from ecmnet_ros.segmentation_node import SegmentationNode  # noqa: E402
-from ros_harness import Probe, RosHarness, image_msg  # noqa: E402
+from ros_harness import Probe, image_msg  # noqa: E402
 from ecmnet_ros.transport_health import ERROR, OK, WARN, InputFacts, diagnose  # noqa: E402
 from transport_rig import DiagnosticsReader  # noqa: E402
 
@@ -87,13 +87,6 @@ def test_diagnosis_names_the_likely_cause():
     # wrong message type keeps its own message
     level, msg, kind = diagnose(facts(wrong_types=["std_msgs/msg/String"], silent_for=6.0))
     assert (level, kind) == (ERROR, "topic type") and "carries std_msgs/msg/String" in msg
-
-
-@pytest.fixture(scope="module")
-def harness():
-    h = RosHarness()
-    yield h
-    h.close()
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
-from ros_harness import (CLEAN_EXIT_FORBIDDEN, Probe, Process, RosHarness, child_pids, image_msg,  # noqa: E402
+from ros_harness import (CLEAN_EXIT_FORBIDDEN, Probe, Process, child_pids, image_msg,  # noqa: E402
                                 pid_alive, require_ros2_cli, ros2_env)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,13 +37,6 @@ LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability
 @pytest.fixture(scope="module", autouse=True)
 def _ros2_stack():
     require_ros2_cli()
-
-
-@pytest.fixture(scope="module")
-def harness():
-    h = RosHarness()
-    yield h
-    h.close()
 
 
 @pytest.fixture(scope="module")

@@ -21,19 +21,12 @@ from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
 from ecmnet_ros.lifecycle_node import SegmentationLifecycleNode  # noqa: E402
-from ros_harness import (CLEAN_EXIT_FORBIDDEN, Probe, Process, RosHarness, child_pids, image_msg,  # noqa: E402
+from ros_harness import (CLEAN_EXIT_FORBIDDEN, Probe, Process, child_pids, image_msg,  # noqa: E402
                                 pid_alive, require_ros2_cli, ros2_env)
 
 TIMEOUT = 120.0
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-
-
-@pytest.fixture(scope="module")
-def harness():
-    h = RosHarness()
-    yield h
-    h.close()
 
 
 def _until(pred, timeout=30.0):

@@ -30,13 +30,6 @@ from ros_harness import Probe, RosHarness, image_msg, require_ros2_cli, stamp  #
 TIMEOUT = 60.0   # generous: CI has 2 shared cores
 
 
-@pytest.fixture(scope="module")
-def harness():
-    h = RosHarness()
-    yield h
-    h.close()
-
-
 def start_node(harness, ckpt, name, **params):
     params.setdefault("device", "cpu")
     overrides = [Parameter("weights", value=str(ckpt))] + [Parameter(k, value=v) for k, v in params.items()]

@@ -24,7 +24,7 @@ import pytest
 
 pytest.importorskip("rclpy")
 
-from ros_harness import RosHarness, isolate_ros_domain  # noqa: E402
+from ros_harness import isolate_ros_domain  # noqa: E402
 from transport_rig import DiagnosticsReader, NodeProcess, measure, run_camera  # noqa: E402
 
 FRAMES = 120          # 4 s at 30 Hz; < 1 % loss means at most 1 lost frame
@@ -44,14 +44,6 @@ CASES = [
 RELIABLE_PLAIN = "/tr/relplain/image_raw"   # reliable 1080p rgb8 from a camera WITHOUT the profile
 LOSSY = "/tr/lossy/image_raw"          # best-effort 1080p from a camera WITHOUT the profile
 NO_PROFILE_TOPIC = "/tr/plain/image_raw"
-
-
-@pytest.fixture(scope="module")
-def harness():
-    isolate_ros_domain()
-    h = RosHarness()
-    yield h
-    h.close()
 
 
 @pytest.fixture(scope="module")
