@@ -24,6 +24,9 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.provenance import git_commit  # noqa: E402
 
 CHILD = r"""
 import json, sys, time
@@ -52,17 +55,6 @@ np.save(args["mask_out"], mask)
 print("RESULT " + json.dumps({"imported_s": imported, "loaded_s": loaded, "first_mask_s": first,
                               "steady_p50_ms": 1000 * float(np.median(times)), "runtime": engine.runtime}))
 """
-
-
-def git_commit() -> str:
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                             timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-        return (rev or "unknown") + (" (+ uncommitted changes)" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def device_text(device: str) -> str:

@@ -37,6 +37,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(1, str(REPO / "test" / "ros"))      # ros_harness, transport_rig: the tests' DDS rig
 
+from benchmarks.provenance import cpu_name, git_commit  # noqa: E402
+
 NODES = {
     "profile": (True, {}),
     "no-profile": (False, {}),
@@ -178,27 +180,6 @@ def shm_cost(profile: bool) -> float:
     finally:
         proc.kill()
         proc.wait()
-
-
-def git_commit() -> str:
-    try:
-        rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True).stdout.strip()
-        return rev + (" (+ uncommitted changes)" if dirty else "")
-    except Exception:  # noqa: BLE001
-        return "unknown"
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def version(dist: str) -> str:
