@@ -11,6 +11,10 @@ the class names, colours and normalisation (as in a checkpoint's metadata) plus 
 AOTInductor does not check its inputs (a wrong H x W or memory layout runs and returns garbage), so
 `AotiNetwork` checks size, dtype and strides itself and gives the compiled model exactly the layout
 it was exported with. The batch axis is dynamic up to `max_batch`; larger batches run in chunks.
+
+Trust: unlike a checkpoint (tensors, loaded with weights_only=True), a package holds a shared library
+that loading runs as native code. Load only packages you built or got from someone you trust; the key
+check guards against mismatches, not against a malicious file.
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ from .checkpoint import CheckpointError, check_metadata
 
 FORMAT, VERSION = "ecmnet-aoti", 1
 METADATA_MEMBER = "extra/ecmnet.json"
+MAX_METADATA_BYTES = 1 << 20        # class names and colours: kilobytes; a larger member is not ours
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 LAYOUTS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
 PACKAGE_SUFFIX = ".pt2"
@@ -111,7 +116,12 @@ def read_aoti_metadata(path) -> dict:
             if not names:
                 raise CheckpointError(f"{path} has no {METADATA_MEMBER}: not a package made by "
                                       f"`ecmnet-export --aoti`")
+            if archive.getinfo(names[0]).file_size > MAX_METADATA_BYTES:
+                raise CheckpointError(f"{path}: {METADATA_MEMBER} is over {MAX_METADATA_BYTES} bytes: "
+                                      f"not a package made by `ecmnet-export --aoti`")
             meta = json.loads(archive.read(names[0]))
+    except CheckpointError:
+        raise
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise CheckpointError(f"{path} is not a readable .pt2 package ({type(exc).__name__})") from None
     except ValueError as exc:

@@ -116,6 +116,9 @@ def test_foreign_and_broken_files_are_refused(tmp_path, package):
         SegmentationEngine(foreign, device="cpu")
     with pytest.raises(CheckpointError, match="not found"):
         SegmentationEngine(tmp_path / "missing.pt2", device="cpu")
+    huge = _rewrite_metadata(package, tmp_path / "huge.pt2", lambda m: m.update(padding="x" * (2 << 20)))
+    with pytest.raises(CheckpointError, match="is over 1048576 bytes"):
+        SegmentationEngine(huge, device="cpu")
 
 
 def test_predict_cli_runs_the_package_and_refuses_a_mismatch_in_one_line(package, tmp_path, one_error_line):
