@@ -14,6 +14,7 @@ leaves the node unconfigured, so it can be fixed and configured again.
 
 Run: ecmnet_segmentation_lifecycle --ros-args --params-file config/segment.yaml
      ros2 lifecycle set /ecmnet_segmentation configure   (then activate)
+     ... -p autostart:=true                               (the node configures and activates itself)
 """
 from __future__ import annotations
 
@@ -32,6 +33,19 @@ class SegmentationLifecycleNode(SegmentationNode, LifecycleNode):
     def __init__(self, node_name: str = NODE_NAME, **kwargs):
         self.finished = False          # Finalized: run_node stops spinning and the process exits
         super().__init__(node_name, **kwargs)
+        self.declare_parameter("autostart", False)
+
+    def autostart(self) -> None:
+        """Parameter autostart:=true: configure, then activate, from inside the process (run_node
+        calls this before spinning). Why not launch's ChangeState events: launch then waits on the
+        node's change_state service in a thread of its own, and a Ctrl-C that lands while such a call
+        is open can leave `ros2 launch` hanging after the node has exited (ros2/launch_ros#102; seen
+        here once in six CI rounds). Done here, Ctrl-C during the start-up is the node's own start-up
+        case, which ends with exit status 0."""
+        if not self.get_parameter("autostart").value:
+            return
+        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         from ecmnet_core.runtime.checkpoint import CheckpointError

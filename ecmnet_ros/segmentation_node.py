@@ -508,6 +508,8 @@ def _run_node(node_class, args, signals) -> int:
     try:
         with signals.interruptible():
             node = node_class()
+            if hasattr(node, "autostart"):       # the lifecycle node's own configure + activate
+                node.autostart()
         spin_until_shutdown(node, signals)
     except (ConfigError, CheckpointError, FileNotFoundError, ValueError) as exc:
         if not signals.requested:

@@ -19,7 +19,7 @@ import re
 import shutil
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
 
@@ -134,23 +134,11 @@ def _node(context):
     )
     if not managed:
         return [Node(**common)]
-    node = LifecycleNode(**common)
-    actions = [node]
-    if _flag(context, "autostart"):
-        from launch.events import matches_action
-        from launch_ros.event_handlers import OnStateTransition
-        from launch_ros.events.lifecycle import ChangeState
-        from lifecycle_msgs.msg import Transition
-
-        def change(transition):
-            return EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node), transition_id=transition))
-        actions += [
-            RegisterEventHandler(OnStateTransition(target_lifecycle_node=node, start_state="configuring",
-                                                   goal_state="inactive", entities=[change(Transition.TRANSITION_ACTIVATE)],
-                                                   handle_once=True)),
-            change(Transition.TRANSITION_CONFIGURE),
-        ]
-    return actions
+    # autostart: the node configures and activates itself (parameter autostart), rather than
+    # launch driving it with ChangeState events whose service calls can hang launch on a Ctrl-C
+    # during start-up (ros2/launch_ros#102; ecmnet_ros/lifecycle_node.py)
+    common["parameters"] = common["parameters"] + [{"autostart": _flag(context, "autostart")}]
+    return [LifecycleNode(**common)]
 
 
 def generate_launch_description():
