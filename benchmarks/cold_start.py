@@ -35,11 +35,8 @@ import numpy as np, torch
 if args["threads"]:
     torch.set_num_threads(args["threads"])
 from ecmnet_core.runtime.engine import SegmentationEngine
-h, w = args["image"]
-rng = np.random.default_rng(0)
-small = rng.integers(0, 256, (max(2, h // 16), max(2, w // 16), 3), dtype=np.uint8)
-import cv2
-frame = np.ascontiguousarray(cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR))
+from benchmarks.node_latency import test_image
+frame = test_image(*args["image"])
 imported = time.time() - t0
 engine = SegmentationEngine(args["weights"], device=args["device"], precision=args["precision"],
                             input_size=args["size"], compile=args["compile"])

@@ -15,9 +15,10 @@ def model_input_size(weights) -> Optional[Tuple[int, int]]:
     """input_size stored in a .pt checkpoint's metadata; None when it cannot be read here
     (ONNX files and .pt2 packages fix their own size; a missing or broken file is reported by the engine)."""
     from ecmnet_core.runtime.checkpoint import DEFAULT_WEIGHTS, CheckpointError, read_checkpoint
+    from ecmnet_core.runtime.engine import FILE_RUNTIMES
 
     path = Path(weights) if weights else DEFAULT_WEIGHTS
-    if path.suffix in (".onnx", ".pt2") or not path.is_file():
+    if path.suffix.lower() in FILE_RUNTIMES or not path.is_file():
         return None
     try:
         size = read_checkpoint(path)["metadata"].get("input_size")

@@ -177,11 +177,10 @@ class SegmentationNode(Node):
         if compile_ and self.cfg.resolution == "native":
             self.get_logger().warning("compile with resolution 'native': the first frame of every new image "
                                       "size compiles for ~2 min; set resolution to the camera size (HxW)")
-        package = str(self.cfg.weights or "").lower().endswith(".pt2")
         engine = build_engine(self.cfg.weights, device, self.cfg.backend, precision, self.cfg.resolution,
-                              compile=compile_ and not package, max_pixels=self.cfg.max_input_pixels)
+                              compile=compile_, max_pixels=self.cfg.max_input_pixels)
         # after the load (a refused start prints only its error line), before the warm-up compiles
-        if compile_ and package:
+        if compile_ and engine.runtime == "aoti":        # the engine ignores compile for a .pt2
             self.get_logger().info("compile: not needed, the .pt2 package is compiled already")
         elif compile_:
             self.get_logger().info("compile: torch.compile runs now and at every start (minutes); to pay it "

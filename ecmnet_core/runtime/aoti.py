@@ -31,6 +31,7 @@ import torch
 
 from ..utils.atomic import atomic_path
 from .checkpoint import CheckpointError, check_metadata
+from .export import compare_logits
 
 FORMAT, VERSION = "ecmnet-aoti", 1
 METADATA_MEMBER = "extra/ecmnet.json"
@@ -182,10 +183,6 @@ def verify_aoti(reference: torch.nn.Module, path, device: torch.device, batch: i
     x = torch.randn(batch, 3, *net.input_size, generator=gen)
     reference = reference.float().eval().to(device)
     with torch.inference_mode():
-        ref = reference(x.to(device)).float()
-        got = net(x.to(device)).float()
-    diff = (ref - got).abs().max().item()
-    scale = max(1.0, ref.abs().max().item())
-    agree = (ref.argmax(1) == got.argmax(1)).float().mean().item()
-    return {"max_abs_diff": diff, "logit_scale": scale, "relative_diff": diff / scale, "mask_agreement": agree,
-            "batch": batch}
+        ref = reference(x.to(device))
+        got = net(x.to(device))
+    return compare_logits(ref, got)

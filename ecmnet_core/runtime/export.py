@@ -78,8 +78,15 @@ def verify_onnx(model: torch.nn.Module, onnx_path: Path, size, batch: int = 2, s
     with torch.inference_mode():
         ref = model(x)
         got = net(x).float()
+    return compare_logits(ref, got)
+
+
+def compare_logits(ref: torch.Tensor, got: torch.Tensor) -> dict:
+    """How far an exported network's logits are from PyTorch's: max |diff|, the same relative to the
+    logit scale, and the share of pixels whose argmax class agrees (the report ecmnet-export checks)."""
+    ref, got = ref.float(), got.float()
     diff = (ref - got).abs().max().item()
     scale = max(1.0, ref.abs().max().item())
     agree = (ref.argmax(1) == got.argmax(1)).float().mean().item()
     return {"max_abs_diff": diff, "logit_scale": scale, "relative_diff": diff / scale, "mask_agreement": agree,
-            "batch": batch}
+            "batch": int(ref.shape[0])}

@@ -31,6 +31,17 @@ def stop_process(proc) -> str:
     return proc.stdout.read() if proc.stdout else ""
 
 
+def poll_until(predicate: Callable[[], bool], timeout: float = 30.0, period: float = 0.05) -> bool:
+    """True as soon as predicate() holds, polled every `period` s; its last value after `timeout` s
+    (for state no callback signals, e.g. the graph's publisher counts)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(period)
+    return predicate()
+
+
 def isolate_ros_domain(seed: Optional[int] = None) -> int:
     """Pick a random ROS_DOMAIN_ID in 1..200 (once per process) and keep discovery on localhost."""
     if "ECMNET_TEST_DOMAIN" not in os.environ:

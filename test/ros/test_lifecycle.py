@@ -21,21 +21,12 @@ from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
 from ecmnet_ros.lifecycle_node import SegmentationLifecycleNode  # noqa: E402
-from ros_harness import (CLEAN_EXIT_FORBIDDEN, Probe, Process, child_pids, image_msg,  # noqa: E402
+from ros_harness import (CLEAN_EXIT_FORBIDDEN, Probe, Process, child_pids, image_msg, poll_until,  # noqa: E402
                                 pid_alive, require_ros2_cli, ros2_env)
 
 TIMEOUT = 120.0
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-
-
-def _until(pred, timeout=30.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return pred()
 
 
 def _state(node) -> str:
@@ -61,10 +52,10 @@ def test_transitions_load_keep_and_free_the_engine(harness, tiny_checkpoint):
         engine_ref, model_ref = weakref.ref(engine), weakref.ref(engine.model)
         for _ in range(2):
             assert node.trigger_activate() == SUCCESS and _state(node) == "active"
-            assert _until(lambda: probe.node.count_publishers(mask) == 1)
+            assert poll_until(lambda: probe.node.count_publishers(mask) == 1)
             assert node._worker.is_alive()
             assert node.trigger_deactivate() == SUCCESS and _state(node) == "inactive"
-            assert _until(lambda: probe.node.count_publishers(mask) == 0)
+            assert poll_until(lambda: probe.node.count_publishers(mask) == 0)
             assert node._worker is None and node.engine is engine            # the engine stays loaded
         del engine
         assert node.trigger_cleanup() == SUCCESS and _state(node) == "unconfigured"
@@ -77,7 +68,7 @@ def test_transitions_load_keep_and_free_the_engine(harness, tiny_checkpoint):
         assert node.trigger_configure() == SUCCESS and node.trigger_activate() == SUCCESS
         assert node.trigger_shutdown() == SUCCESS and _state(node) == "finalized"
         assert node.finished and node.engine is None
-        assert _until(lambda: probe.node.count_publishers(mask) == 0)
+        assert poll_until(lambda: probe.node.count_publishers(mask) == 0)
     finally:
         node.destroy_node()
         harness.remove(probe.node)
@@ -149,7 +140,7 @@ def test_ros2_lifecycle_cli_drives_a_real_process(harness, tmp_path_factory, tin
         assert json.loads(probe.received[class_info][-1].data)["resolution"] == "64x96"
 
         lifecycle_cli(env, "set", node, "deactivate", expect="Transitioning successful")
-        assert _until(lambda: probe.node.count_publishers(mask) == 0)
+        assert poll_until(lambda: probe.node.count_publishers(mask) == 0)
         assert not masks_flow(2.0)
         lifecycle_cli(env, "set", node, "activate", expect="Transitioning successful")
         assert masks_flow(), proc.output[-3000:]

@@ -1,5 +1,4 @@
 """The test harness itself: callback errors surface, and removing nodes mid-run is safe."""
-import time
 
 import pytest
 
@@ -7,7 +6,7 @@ pytest.importorskip("rclpy")
 
 from std_msgs.msg import String  # noqa: E402
 
-from ros_harness import Probe, RosHarness  # noqa: E402
+from ros_harness import Probe, RosHarness, poll_until  # noqa: E402
 
 TIMEOUT = 30.0
 
@@ -22,18 +21,9 @@ def test_exception_in_a_callback_is_raised_by_close():
     probe.publisher("/harness/explode", String)
     assert probe.wait_matched("/harness/explode", TIMEOUT)
     probe.publisher("/harness/explode", String).publish(String(data="x"))
-    assert _wait(lambda: bool(harness.errors))
+    assert poll_until(lambda: bool(harness.errors), TIMEOUT, period=0.02)
     with pytest.raises(RuntimeError, match="probe_raises: ValueError: boom in callback"):
         harness.close()
-
-
-def _wait(pred, timeout=TIMEOUT):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return pred()
 
 
 def test_removing_nodes_while_traffic_flows_leaves_the_others_serving():
