@@ -47,11 +47,14 @@ DEFAULTS: Dict[str, Any] = {
         "max_minutes": None,           # stop cleanly after the epoch that would overrun this budget
         "progress": "auto",            # auto | on | off  (tqdm bars)
         "deterministic": False,        # cudnn deterministic (slower; for exact GPU resume)
+        "ema_decay": 0.0,              # > 0: validate / select / ship an EMA of the weights (e.g. 0.9995)
     },
     "optim": {"name": "adam", "lr": 1.0e-3, "weight_decay": 2.0e-4, "momentum": 0.9, "nesterov": False,
               "betas": [0.9, 0.999], "fused": "auto"},     # fused: auto = single-kernel step on CUDA
     "schedule": {"name": "poly", "power": 0.9, "warmup_epochs": 5, "warmup_factor": 0.1},
-    "loss": {"class_weights": "enet", "enet_c": 1.02},   # enet | none | [w0, w1, ...]
+    "loss": {"class_weights": "enet", "enet_c": 1.02,    # enet | none | [w0, w1, ...]
+             "ohem_thresh": None,      # e.g. 0.7: train on pixels whose true-class probability is below it
+             "ohem_min_kept": 100000},  # ... but at least this many of the hardest pixels per process batch
     "eval": {"batch_size": 4, "scales": [1.0], "flip": False},
     "output": {"dir": "runs/camvid"},
 }
@@ -167,6 +170,16 @@ def validate(cfg: dict) -> None:
     cw = cfg["loss"]["class_weights"]
     if not (cw in ("enet", "none", None) or isinstance(cw, list)):
         raise UserError(f"loss.class_weights must be enet, none or a list of numbers, got {cw!r}")
+    ema = t["ema_decay"]
+    if not isinstance(ema, (int, float)) or isinstance(ema, bool) or not 0.0 <= float(ema) < 1.0:
+        raise UserError(f"train.ema_decay must be a number in [0, 1) (0 = off), got {ema!r}")
+    lc = cfg["loss"]
+    thresh, kept = lc["ohem_thresh"], lc["ohem_min_kept"]
+    if thresh is not None and (not isinstance(thresh, (int, float)) or isinstance(thresh, bool)
+                               or not 0.0 < float(thresh) <= 1.0):
+        raise UserError(f"loss.ohem_thresh must be a probability in (0, 1] or null (off), got {thresh!r}")
+    if not isinstance(kept, int) or isinstance(kept, bool) or kept < 1:
+        raise UserError(f"loss.ohem_min_kept must be an integer >= 1, got {kept!r}")
     if "num_classes" in cfg["model"]:
         raise UserError("model.num_classes comes from the dataset; do not set it")
     if not cfg["eval"]["scales"]:

@@ -20,7 +20,7 @@ import torch.nn as nn
 from ecmnet_core.model import ECMNet
 
 from .distributed import cleanup, init_from_env
-from .trainer import global_weighted_ce, pixel_weights
+from .losses import global_weighted_ce, pixel_weights
 
 
 def make_batch(n: int, num_classes: int, size=(32, 48), seed: int = 0):

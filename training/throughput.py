@@ -22,7 +22,8 @@ from ecmnet_core.palettes import IMAGENET_MEAN, IMAGENET_STD
 
 from .augment import draw_params, random_scale_crop_flip, to_model_input
 from .step import EagerTrainStep, GraphedTrainStep, graph_step_supported, make_capturable
-from .trainer import build_optimizer, global_weighted_ce, pixel_weights
+from .losses import global_weighted_ce, pixel_weights
+from .trainer import build_optimizer
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 

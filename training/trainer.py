@@ -17,7 +17,6 @@ from typing import Dict, List, Optional
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, DistributedSampler
 
 from ecmnet_core.runtime.checkpoint import git_commit, make_metadata, read_checkpoint, save_checkpoint
@@ -29,8 +28,10 @@ from . import rng
 from .augment import draw_params, random_scale_crop_flip, to_model_input
 from .class_weights import class_counts, enet_weights
 from .datasets import IGNORE, DatasetError, build_dataset
+from .ema import WeightEma
 from .distributed import DistInfo, all_reduce_sum, broadcast_flag
 from .inference import predict_probs
+from .losses import global_ohem_ce, global_weighted_ce, pixel_weights
 from .metrics import ConfusionMatrix, format_table
 from .run_log import RunLog
 from .step import EagerTrainStep, GraphedTrainStep, graph_step_supported, make_capturable
@@ -68,23 +69,6 @@ def build_optimizer(params, ocfg: dict, device: torch.device = torch.device("cpu
                                nesterov=bool(ocfg["nesterov"]), **extra)
     cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
     return cls(params, lr=lr, weight_decay=wd, betas=tuple(float(b) for b in ocfg["betas"]), **extra)
-
-
-def pixel_weights(weights, num_classes: int, device) -> torch.Tensor:
-    """256-entry weight per label value: class weight (or 1), 0 for ignore and unused values."""
-    full = torch.zeros(256, device=device)
-    full[:num_classes] = torch.as_tensor(weights, device=device, dtype=torch.float32) if weights is not None else 1.0
-    return full
-
-
-def global_weighted_ce(logits, target, weight, pixel_weight, world_size: int = 1):
-    """Weighted CE normalized by the weight sum over ALL ranks' pixels, so DDP's gradient average
-    equals the single-process gradient of the whole global batch (plain per-rank means do not)."""
-    loss_sum = F.cross_entropy(logits.float(), target, weight=weight, ignore_index=IGNORE, reduction="sum")
-    with torch.no_grad():
-        denom = pixel_weight[target].sum().reshape(1)
-        all_reduce_sum(denom)
-    return loss_sum * world_size / denom.clamp_min(1e-12)
 
 
 class _IndexBatches:
@@ -245,7 +229,10 @@ class Trainer:
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         if t["compile"]:
             self.model = torch.compile(self.model)
-        self.eval_model = torch.compile(model) if t["compile"] else model
+        decay = float(t["ema_decay"] or 0.0)
+        self.ema = WeightEma(model, decay) if decay > 0 else None
+        self.selected = self.ema.module if self.ema is not None else model   # validated, saved as best.pt
+        self.eval_model = torch.compile(self.selected) if t["compile"] else self.selected
         # loss weights
         cw = self.cfg["loss"]["class_weights"]
         self.class_counts = None
@@ -291,10 +278,13 @@ class Trainer:
                  f"{'' if graphed or mode == 'eager' else ' (no graph: ' + why_not + ')'}")
     # ---------------------------------------------------------------- resume
     def train_state(self, epoch: int) -> dict:
-        return {"epoch": epoch, "global_step": self.global_step, "best_miou": self.best_miou,
-                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict(), "rng": rng.capture(),
-                "world_size": self.dist.world_size}
+        state = {"epoch": epoch, "global_step": self.global_step, "best_miou": self.best_miou,
+                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                 "scaler": self.scaler.state_dict(), "rng": rng.capture(),
+                 "world_size": self.dist.world_size}
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
+        return state
 
     def _resume(self, path: str):
         blob = read_checkpoint(path, map_location="cpu")
@@ -312,6 +302,11 @@ class Trainer:
         self.scaler.load_state_dict(ts["scaler"])
         if ts.get("world_size", 1) == self.dist.world_size:
             rng.restore(ts["rng"])
+        if self.ema is not None:
+            if ts.get("ema"):
+                self.ema.load_state_dict(ts["ema"])
+            else:
+                self.log("note: the checkpoint has no EMA weights; the average starts from its weights now")
         stored = blob["metadata"].get("train_config") or {}
         changed = [f"{k}: {a!r} -> {b!r}" for k, (a, b) in _flat_diff(stored, self.cfg).items()
                    if not k.startswith(("output.", "dataset.root", "dataset.workers", "train.max_minutes",
@@ -329,6 +324,10 @@ class Trainer:
 
     # ----------------------------------------------------------------- train
     def _loss(self, logits, target):
+        lc = self.cfg["loss"]
+        if lc["ohem_thresh"] is not None:
+            return global_ohem_ce(logits, target, self.weight_t, self.pixel_weight, float(lc["ohem_thresh"]),
+                                  int(lc["ohem_min_kept"]), self.dist.world_size)
         return global_weighted_ce(logits, target, self.weight_t, self.pixel_weight, self.dist.world_size)
 
     def _augment(self, img, lab, u):
@@ -356,6 +355,8 @@ class Trainer:
         t0 = time.time()
         for k, (img, lab) in enumerate(self._train_iter()):
             loss = self.step(img, lab, aug[:, k * bs:(k + 1) * bs])
+            if self.ema is not None:
+                self.ema.update(self.model_raw)
             self.scheduler.step()
             self.global_step += 1
             losses.append(loss.detach())
@@ -386,7 +387,7 @@ class Trainer:
         if self.dist.enabled:
             # BN running stats drift per rank between DDP's start-of-forward broadcasts; evaluate every
             # shard with rank 0's buffers so the reported mIoU is that of the checkpoint rank 0 saves
-            for buf in self.model_raw.buffers():
+            for buf in self.selected.buffers():
                 torch.distributed.broadcast(buf, 0)
         self.eval_model.eval()
         cm = ConfusionMatrix(self.info.num_classes, IGNORE, self.device)
@@ -397,7 +398,7 @@ class Trainer:
         cm.all_reduce()
         return cm.compute(self.info.classes)
 
-    def metadata(self, epoch: int, val: Optional[Dict]) -> dict:
+    def metadata(self, epoch: int, val: Optional[Dict], **extra) -> dict:
         return make_metadata(
             self.info.num_classes, self.info.classes, self.info.colors, IGNORE, self.input_size, self.mean,
             self.std, dataset=self.info.name, train_config=self.cfg, epoch=epoch,
@@ -405,11 +406,17 @@ class Trainer:
             val_per_class_iou=None if val is None else val["per_class_iou"],
             best_val_miou=self.best_miou if self.best_miou >= 0 else None,
             class_weights=self.class_weights, global_step=self.global_step,
-            git_commit=_commit())
+            git_commit=_commit(), **extra)
 
     def save(self, name: str, epoch: int, val: Optional[Dict], with_state: bool) -> Path:
-        return save_checkpoint(self.out / name, self.model_raw, self.metadata(epoch, val),
-                               self.train_state(epoch) if with_state else None)
+        """best.pt holds the selected weights (the EMA when enabled, which val_miou describes);
+        last.pt the trained weights plus the train_state (and the EMA inside it) to resume from."""
+        if with_state:
+            extra = {"weights": "trained"} if self.ema is not None else {}
+            return save_checkpoint(self.out / name, self.model_raw, self.metadata(epoch, val, **extra),
+                                   self.train_state(epoch))
+        extra = {"weights": f"ema (decay {self.ema.decay}, {self.ema.updates} steps)"} if self.ema is not None else {}
+        return save_checkpoint(self.out / name, self.selected, self.metadata(epoch, val, **extra))
 
     def fit(self) -> Dict:
         t = self.cfg["train"]

@@ -10,7 +10,8 @@ import torch
 from ecmnet_core.model import ECMNet
 from training.augment import draw_params, random_scale_crop_flip
 from training.step import EagerTrainStep, GraphedTrainStep, graph_step_supported, make_capturable
-from training.trainer import build_optimizer, global_weighted_ce, pixel_weights, poly_lambda
+from training.losses import global_ohem_ce, global_weighted_ce, pixel_weights
+from training.trainer import build_optimizer, poly_lambda
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 OCFG = {"name": "adam", "lr": 1e-3, "weight_decay": 2e-4, "momentum": 0.9, "nesterov": False,
@@ -26,7 +27,7 @@ def test_graph_step_supported_says_why_not():
     assert graph_step_supported(gpu, "adamw", torch.bfloat16, False) == ""
 
 
-def _setup(dev, optim="adam", compile_model=False, classes=11):
+def _setup(dev, optim="adam", compile_model=False, classes=11, loss="ce"):
     torch.manual_seed(0)
     model = ECMNet(num_classes=classes, ss2d_backend="auto").to(dev)
     opt = build_optimizer(model.parameters(), {**OCFG, "name": optim, "lr": 0.01 if optim == "sgd" else 1e-3}, dev)
@@ -34,6 +35,8 @@ def _setup(dev, optim="adam", compile_model=False, classes=11):
     pw = pixel_weights(weight, classes, dev)
 
     def loss_fn(logits, y):
+        if loss == "ohem":
+            return global_ohem_ce(logits, y, weight, pw, thresh=0.7, min_kept=4000)
         return global_weighted_ce(logits, y, weight, pw)
 
     def augment(img, lab, u):
@@ -69,14 +72,15 @@ SLOW = pytest.mark.skipif(os.environ.get("ECMNET_SLOW_GPU_TESTS", "0") == "0",
 
 
 @cuda
-@pytest.mark.parametrize("optim,compile_model", [("adam", False), ("adamw", False), ("sgd", False),
-                                                 pytest.param("adam", True, marks=SLOW)])
-def test_graphed_step_matches_eager(exact_fp32, optim, compile_model):
+@pytest.mark.parametrize("optim,compile_model,loss", [("adam", False, "ce"), ("adamw", False, "ce"),
+                                                      ("sgd", False, "ce"), ("adam", False, "ohem"),
+                                                      pytest.param("adam", True, "ce", marks=SLOW)])
+def test_graphed_step_matches_eager(exact_fp32, optim, compile_model, loss):
     dev = torch.device("cuda")
     batches = _batches(dev)
-    m_e, run_e, opt_e, loss_e, aug = _setup(dev, optim)
+    m_e, run_e, opt_e, loss_e, aug = _setup(dev, optim, loss=loss)
     eager = EagerTrainStep(run_e, opt_e, loss_e, aug)
-    m_g, run_g, opt_g, loss_g, aug = _setup(dev, optim, compile_model)
+    m_g, run_g, opt_g, loss_g, aug = _setup(dev, optim, compile_model, loss=loss)
     graphed = GraphedTrainStep(run_g, make_capturable(opt_g), loss_g, aug, module=m_g)
     tol = 2e-3 if compile_model else 2e-4
     for i, b in enumerate(batches):
