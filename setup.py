@@ -24,7 +24,8 @@ setup(
     ],
     python_requires=">=3.10",
     # pillow: image headers are read (size cap) before OpenCV decodes anything
-    install_requires=["numpy", "pyyaml", "torch>=2.1", "pillow"],
+    # opencv: headless, as scripts/setup_env.sh installs it (a colcon build uses package.xml's python3-opencv)
+    install_requires=["numpy", "pyyaml", "torch>=2.1", "pillow", "opencv-python-headless>=4.5"],
     extras_require={
         "train": ["tensorboard", "tqdm", "matplotlib"],
         "bag": ["rosbags>=0.10", "matplotlib"],

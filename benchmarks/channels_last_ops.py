@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.dda_gate import REPEAT, time_graph  # noqa: E402
 from benchmarks.inference import NUM_CLASSES, parse_sizes  # noqa: E402
+from benchmarks.provenance import git_commit  # noqa: E402
 from ecmnet_core.runtime.engine import PRECISIONS  # noqa: E402
 from ecmnet_core.inference.modules import _KernelConvPReLU, _KernelDepthwiseConv  # noqa: E402
 from ecmnet_core.inference.rewrites import MAX_SHIFT_TAPS, optimize_for_inference  # noqa: E402
@@ -96,6 +97,7 @@ def main(argv=None):
     dtype = PRECISIONS[args.precision]
     h, w = args.size
     print(f"device: {torch.cuda.get_device_name()} | date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC} | "
+          f"commit {git_commit()} | "
           f"torch {torch.__version__} | {args.precision}, batch 1, channels_last, {h}x{w} input, "
           f"us per call (CUDA graph of {REPEAT} calls)")
     print(f"{'calls':>5} {'C':>4} {'H':>5} {'W':>5} {'kernel':>6} {'dil':>6} {'shift':>5} | {'cuDNN':>8} "

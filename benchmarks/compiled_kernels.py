@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.inference import NUM_CLASSES, prepare, time_network  # noqa: E402
 from benchmarks.peers import PEERS  # noqa: E402
+from benchmarks.provenance import git_commit  # noqa: E402
 from ecmnet_core.model import ECMNet  # noqa: E402
 
 SIZE = (1024, 2048)
@@ -115,6 +116,7 @@ def main(argv=None):
     torch.backends.cudnn.benchmark = True
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"device: {torch.cuda.get_device_name()} | date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC} | "
+          f"commit {git_commit()} | "
           f"torch {torch.__version__} | {SIZE[0]}x{SIZE[1]} {PRECISION}, batch 1, compiled + CUDA graph")
     for name in args.models.split(","):
         torch.manual_seed(0)

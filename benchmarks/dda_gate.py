@@ -18,6 +18,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.provenance import git_commit  # noqa: E402
+
 from ecmnet_core.ops.dda import dda_gates_reference  # noqa: E402
 from ecmnet_core.runtime.engine import PRECISIONS  # noqa: E402
 
@@ -81,6 +83,7 @@ def main(argv=None):
     dtype = PRECISIONS[args.precision]
     means = torch.float32 if args.fp32_means else None
     print(f"device: {torch.cuda.get_device_name()} | date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC} | "
+          f"commit {git_commit()} | "
           f"torch {torch.__version__} | {args.precision}{' (fp32 means)' if means else ''}, batch 1, us per call "
           f"(CUDA graph of {REPEAT} calls)")
     print(f"{'EDABs':>5} {'C':>4} {'H':>4} {'W':>4} | {'torch ops':>9} {'kernel':>8} {'ratio':>6} | max abs diff")

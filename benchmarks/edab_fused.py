@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.channels_last_ops import kernel_bench_args  # noqa: E402
 from benchmarks.dda_gate import REPEAT, time_graph  # noqa: E402
 from benchmarks.inference import NUM_CLASSES  # noqa: E402
+from benchmarks.provenance import git_commit  # noqa: E402
 from ecmnet_core.ops import tuning  # noqa: E402
 from ecmnet_core.inference.fused_edab import FusedEDABStage  # noqa: E402
 from ecmnet_core.runtime.engine import PRECISIONS  # noqa: E402
@@ -73,6 +74,7 @@ def main(argv=None):
     for s in stages:
         s.register_forward_hook(keep_input)
     print(f"device: {torch.cuda.get_device_name()} | date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC} | "
+          f"commit {git_commit()} | "
           f"torch {torch.__version__} | {args.precision}, batch 1, channels_last, {h}x{w} input")
     with torch.inference_mode():
         model(torch.randn(1, 3, h, w, device="cuda", dtype=dtype).contiguous(memory_format=torch.channels_last))

@@ -34,6 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.peers import PEERS  # noqa: E402
+from benchmarks.provenance import git_commit  # noqa: E402
 from ecmnet_core.runtime.checkpoint import make_metadata  # noqa: E402
 from ecmnet_core.runtime.engine import (PRECISIONS, SegmentationEngine, default_kernel_options,  # noqa: E402
                                 optimize_for_inference)
@@ -315,6 +316,7 @@ def main(argv=None):
         b for b, s in avail.items() if s == "ok" and b != "sequential"]
     precisions = args.precisions.split(",")
     print(f"device: {torch.cuda.get_device_name()} | date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC} | "
+          f"commit {git_commit()} | "
           f"torch {torch.__version__} (CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}) | "
           f"python {platform.python_version()}")
     print("SS2D backends: " + ", ".join(f"{k}={v}" for k, v in avail.items()))

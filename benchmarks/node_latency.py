@@ -31,6 +31,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(1, str(REPO / "test" / "ros"))      # ros_harness: the tests' DDS harness (Probe, RosHarness)
 
+from benchmarks.provenance import git_commit  # noqa: E402
+
 
 def parse_sizes(text):
     return [tuple(int(v) for v in s.lower().split("x")) for s in text.split(",") if s]
@@ -198,7 +200,7 @@ def main(argv=None):
         weights_label = args.weights
     date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     dev = device_name(args.device)
-    print(f"# node latency benchmark\ndate: {date}\ndevice: {dev}\nweights: {weights_label}, resolution "
+    print(f"# node latency benchmark\ndate: {date}\ncommit: {git_commit()}\ndevice: {dev}\nweights: {weights_label}, resolution "
           f"{args.resolution}, backend {args.backend}, precision {args.precision}{', compile' if args.compile else ''}, frames/size {frames} "
           f"(+{args.warmup} warm-up)", flush=True)
     results = {"date": date, "device": dev, "weights": weights_label, "resolution": args.resolution,

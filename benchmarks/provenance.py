@@ -1,6 +1,7 @@
 """What every benchmark prints with its numbers: the commit it ran at and the host it ran on."""
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -9,7 +10,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def git_commit() -> str:
-    """Short commit, marked when tracked files differ from it (the numbers then belong to no commit)."""
+    """Short commit, marked when tracked files differ from it (the numbers then belong to no commit).
+    $ECMNET_GIT_COMMIT wins: the GPU machine's copy of the tree has no git history (scripts/device)."""
+    env = os.environ.get("ECMNET_GIT_COMMIT", "").strip()
+    if env:
+        return env
     try:
         rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
                              text=True, timeout=5).stdout.strip()

@@ -19,11 +19,15 @@ import argparse
 import datetime
 import statistics
 import sys
+from pathlib import Path
 
 import torch
 
-from ecmnet_core.model import ECMNet, ECMNetConfig
-from ecmnet_core.ops.ss2d import available_backends, get_scan
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.provenance import git_commit  # noqa: E402
+from ecmnet_core.model import ECMNet, ECMNetConfig  # noqa: E402
+from ecmnet_core.ops.ss2d import available_backends, get_scan  # noqa: E402
 
 
 def parse_sizes(text: str):
@@ -221,7 +225,8 @@ def main(argv=None):
         except Exception:
             pass
     print(f"device: {torch.cuda.get_device_name()} | date: "
-          f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC} | {' | '.join(versions)}")
+          f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC} | commit {git_commit()} | "
+          f"{' | '.join(versions)}")
     for n, s in status.items():
         print(f"backend {n}: {s}")
     names = [n for n in names if status.get(n) == "ok"]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv with pinned CPU torch, the ROS 2 Python wheels (+ ../shared/ros2-extra) and ecmnet (editable).
+# Create .venv with pinned torch, the ROS 2 Python wheels (+ ../shared/ros2-extra) and ecmnet (editable).
 # Idempotent: a second run only checks what is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,8 +9,10 @@ if [ ! -x .venv/bin/python ]; then
 fi
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
-# Pinned CPU torch first: an unpinned torch would pull a multi-GB CUDA build.
-python -m pip install -q "torch==2.13.0"
+# Pinned torch first, so nothing below pulls another version. This project's machines serve the CPU
+# build (2.13.0+cpu) from their local wheel folder; PyPI's Linux wheels are CUDA builds (several GB),
+# so elsewhere set TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu for a CPU-only venv.
+python -m pip install -q "torch==2.13.0" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
 python -m pip install -q numpy opencv-python-headless pillow pyyaml tqdm tensorboard matplotlib rosbags onnx onnxruntime pytest
 python -m pip install -q ros-kilted-rclpy ros-kilted-sensor-msgs ros-kilted-std-msgs ros-kilted-diagnostic-msgs \
   ros-kilted-rmw-fastrtps-cpp ros-kilted-lifecycle-msgs

@@ -19,10 +19,11 @@ import torch
 
 from ecmnet_core.model import ECMNet
 from ecmnet_core.palettes import IMAGENET_MEAN, IMAGENET_STD
+from ecmnet_core.runtime.checkpoint import git_commit
 
 from .augment import draw_params, random_scale_crop_flip, to_model_input
-from .step import EagerTrainStep, GraphedTrainStep, graph_step_supported, make_capturable
 from .losses import global_weighted_ce, pixel_weights
+from .step import EagerTrainStep, GraphedTrainStep, graph_step_supported, make_capturable
 from .trainer import build_optimizer
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -98,7 +99,8 @@ def main(argv=None) -> int:
         torch.backends.cudnn.allow_tf32 = True
     crop = a.crop or a.size
     name = torch.cuda.get_device_name() if dev.type == "cuda" else "cpu"
-    print(f"{_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')} device {name}, torch "
+    print(f"{_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')} commit {git_commit()[:12]}, "
+          f"device {name}, torch "
           f"{torch.__version__}, batch {a.batch} of {a.size[0]}x{a.size[1]} uint8 -> crop {crop[0]}x{crop[1]}, "
           f"optim {a.optim}, ss2d {a.backend}", flush=True)
     g = torch.Generator().manual_seed(0)
