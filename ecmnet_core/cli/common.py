@@ -17,7 +17,7 @@ from pathlib import Path
 from ..utils.errors import UserError
 
 __all__ = ["ArgumentParser", "UsageError", "UserError", "friendly_main", "parse_size", "parse_device", "int_range",
-           "float_range", "parse_max_pixels", "check_output_dir", "check_output_file", "one_line"]
+           "float_range", "parse_max_pixels", "path_arg", "check_output_dir", "check_output_file", "one_line"]
 
 
 def one_line(text) -> str:
@@ -49,6 +49,14 @@ def parse_size(text: str):
     if h < 16 or w < 16:
         raise argparse.ArgumentTypeError(f"size must be at least 16x16, got {text!r}")
     return h, w
+
+
+def path_arg(text: str) -> Path:
+    """argparse type for a file or folder name; an empty one (say an unset shell variable) is refused
+    instead of becoming Path('.'), which read or wrote the current directory."""
+    if not str(text).strip():
+        raise argparse.ArgumentTypeError("a path must not be empty")
+    return Path(text)
 
 
 def parse_device(text: str) -> str:
@@ -153,10 +161,11 @@ def friendly_main(fn):
     """Run a tool's main(): user errors become one `error:` line and status 2."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from ..runtime.checkpoint import CheckpointError
+        # nothing before the try: an import here (torch, seconds) was where an early Ctrl-C landed
+        # as a traceback. runtime.checkpoint.CheckpointError is a ValueError, caught below.
         try:
             return fn(*args, **kwargs)
-        except (UserError, CheckpointError, ValueError) as exc:
+        except (UserError, ValueError) as exc:
             print(f"error: {one_line(exc) or type(exc).__name__}", file=sys.stderr)
             return 2
         except OSError as exc:              # missing file, permission denied, disk full, not a directory

@@ -26,15 +26,15 @@ from ..runtime.images import DEFAULT_MAX_PIXELS, check_pixels
 from ..runtime.onnx import INPUT_NAME
 from ..utils.atomic import atomic_path
 from .common import (ArgumentParser, UserError, check_output_dir, check_output_file, float_range, friendly_main,
-                     int_range, parse_device, parse_max_pixels, parse_size)
+                     int_range, parse_device, parse_max_pixels, parse_size, path_arg)
 
 
 def build_parser():
     p = ArgumentParser(prog="ecmnet-export", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--onnx", type=Path, default=None,
+    p.add_argument("--onnx", type=path_arg, default=None,
                    help="output .onnx path (replaced only once the new file passed verification)")
-    p.add_argument("--aoti", type=Path, default=None,
+    p.add_argument("--aoti", type=path_arg, default=None,
                    help="output .pt2 path: an AOTInductor package for --device (replaced only once it passed "
                         "verification); at least one of --onnx / --aoti")
     p.add_argument("--device", type=parse_device, default="auto",
@@ -50,7 +50,7 @@ def build_parser():
     p.add_argument("--tensorrt", action="store_true",
                    help="also build and cache an fp16 TensorRT engine (needs TensorRT and a CUDA GPU)")
     p.add_argument("--batch", type=int_range(1, 1024), default=1, help="batch size of the TensorRT engine (default 1)")
-    p.add_argument("--cache-dir", type=Path, default=None, help="TensorRT engine cache directory")
+    p.add_argument("--cache-dir", type=path_arg, default=None, help="TensorRT engine cache directory")
     p.add_argument("--max-diff", type=float_range(0, lo_open=True), default=None,
                    help="fail above this max |logit diff| / max(1, max |logit|) "
                         "(default 1e-4 fp32 (1e-3 for a CUDA .pt2: TF32 convolutions), 2e-2 fp16)")

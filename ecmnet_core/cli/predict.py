@@ -15,17 +15,17 @@ from pathlib import Path
 import cv2
 
 from ..runtime.images import DEFAULT_MAX_PIXELS, ImageError, check_pixels, list_images, read_rgb
-from ..utils.atomic import atomic_write_bytes
+from ..utils.atomic import atomic_write_bytes, name_fits
 from .common import (ArgumentParser, UserError, check_output_dir, float_range, friendly_main, parse_device,
-                     parse_max_pixels, parse_size)
+                     parse_max_pixels, parse_size, path_arg)
 
 
 def build_parser():
     p = ArgumentParser(prog="ecmnet-predict", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("input", type=Path, help="an image file or a directory of images")
+    p.add_argument("input", type=path_arg, help="an image file or a directory of images")
     p.add_argument("--weights", default=None, help="checkpoint (.pt), ONNX file or .pt2 package (ecmnet-export --aoti); default: shipped CamVid weights")
-    p.add_argument("--out", type=Path, required=True, help="output directory (created if missing)")
+    p.add_argument("--out", type=path_arg, required=True, help="output directory (created if missing)")
     p.add_argument("--device", type=parse_device, default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--backend", default="auto", help="SS2D backend (auto, reference, cuda, mamba, export)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
@@ -39,9 +39,24 @@ def build_parser():
 
 
 def output_names(files):
-    """Output stem per input: the file's stem, or stem_ext where two inputs share a stem (a.png, a.jpg)."""
+    """Output stem per input: the file's stem, or stem_ext where two inputs share a stem (a.png, a.jpg);
+    where that still collides (a.png, a.PNG, a_png.png) stem_ext_1, _2 ..., so that no image's outputs
+    overwrite another's."""
     counts = Counter(p.stem for p in files)
-    return {p: (p.stem if counts[p.stem] == 1 else f"{p.stem}_{p.suffix.lstrip('.').lower()}") for p in files}
+    first = {p: (p.stem if counts[p.stem] == 1 else f"{p.stem}_{p.suffix.lstrip('.').lower()}") for p in files}
+    clashes = Counter(first.values())
+    taken = {name for name in first.values() if clashes[name] == 1}
+    names = {}
+    for p in files:                       # sorted: the same folder always gets the same names
+        name = first[p]
+        if clashes[name] > 1:
+            i = 1
+            while f"{name}_{i}" in taken:
+                i += 1
+            name = f"{name}_{i}"
+            taken.add(name)
+        names[p] = name
+    return names
 
 
 def _png(image, what) -> bytes:
@@ -59,6 +74,12 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     out = check_output_dir(args.out)
     files = list_images(args.input)
+    names = output_names(files)
+    too_long = [p for p in files if not name_fits(out, f"{names[p]}_overlay.png")]
+    if too_long:
+        name = too_long[0].name if len(too_long[0].name) <= 60 else too_long[0].name[:57] + "..."
+        raise UserError(f"{len(too_long)} image name(s) too long for their output files in {out} (the file "
+                        f"system's name limit), e.g. {name}; rename them")
     if args.size is not None:
         check_pixels(*args.size, args.max_pixels, f"--size {args.size[0]}x{args.size[1]}", show_dims=False)
     # one image: read it before the model is loaded, so a bad file fails fast
@@ -68,7 +89,6 @@ def main(argv=None):
     if engine.input_size:                     # an ONNX file fixes its own input size
         check_pixels(*engine.input_size, args.max_pixels, f"the network input size {engine.input_size[0]}x"
                      f"{engine.input_size[1]} (HxW) of {args.weights}", show_dims=False)
-    names = output_names(files)
     done, bad = [], []
     for path in files:
         try:

@@ -123,7 +123,8 @@ def read_aoti_metadata(path) -> dict:
             meta = json.loads(archive.read(names[0]))
     except CheckpointError:
         raise
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError) as exc:
+        # RuntimeError: an encrypted member; NotImplementedError: a compression method zipfile lacks
         raise CheckpointError(f"{path} is not a readable .pt2 package ({type(exc).__name__})") from None
     except ValueError as exc:
         raise CheckpointError(f"{path}: {METADATA_MEMBER} is not valid JSON ({exc})") from None

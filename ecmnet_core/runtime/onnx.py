@@ -72,14 +72,19 @@ class OnnxRuntimeNetwork:
         opts.log_severity_level = 3          # constant-folding notices about fp16 Exp are noise
         if threads:
             opts.intra_op_num_threads = threads
+        from .checkpoint import CheckpointError
+
         try:
             self.session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
         except Exception as exc:  # noqa: BLE001 - onnxruntime's own error classes: an unusable graph
-            from .checkpoint import CheckpointError
-
             text = " ".join(str(exc).split())
             raise CheckpointError(f"onnxruntime cannot load {path}: {text[:200]}") from None
-        inp = self.session.get_inputs()[0]
+        self.path, self.num_classes = path, len(self.metadata["classes"])
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].shape[1] != 3:
+            got = ", ".join(f"{i.name} {i.shape}" for i in inputs) or "none"
+            raise CheckpointError(f"{path}: the graph must take one (batch, 3, H, W) image input, got {got}")
+        inp = inputs[0]
         self.input_name = inp.name
         if inp.type not in _ORT_DTYPES:
             raise ValueError(f"{path}: unsupported input type {inp.type}")
@@ -87,9 +92,22 @@ class OnnxRuntimeNetwork:
         h, w = inp.shape[2], inp.shape[3]
         if not (isinstance(h, int) and isinstance(w, int)):
             raise ValueError(f"{path}: input height/width must be static, got {inp.shape}")
+        if h < 1 or w < 1:
+            raise CheckpointError(f"{path}: input height/width must be positive, got {inp.shape}")
         self.input_size = (h, w)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        from .checkpoint import CheckpointError
+
         arr = np.ascontiguousarray(x.detach().to("cpu", self.input_dtype).numpy())
-        out = self.session.run(None, {self.input_name: arr})[0]
+        try:
+            out = self.session.run(None, {self.input_name: arr})[0]
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's own error classes: the graph cannot run
+            text = " ".join(str(exc).split())
+            raise CheckpointError(f"onnxruntime cannot run {self.path}: {text[:200]}") from None
+        # the palette and the class names are indexed by these logits: a graph whose output does not
+        # match its metadata (declared shapes are not checked by onnxruntime) must not get further
+        if out.ndim != 4 or out.shape[0] != arr.shape[0] or out.shape[1] != self.num_classes:
+            raise CheckpointError(f"{self.path}: the graph returned {getattr(out, 'dtype', '?')} of shape "
+                                  f"{tuple(out.shape)}, expected ({arr.shape[0]}, {self.num_classes}, H, W) logits")
         return torch.from_numpy(out).to(x.device)

@@ -9,23 +9,42 @@ from pathlib import Path
 
 
 @contextlib.contextmanager
-def atomic_path(path):
-    """Yield a temporary path in the same directory; rename it over `path` on success."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+def parents_made(directory):
+    """mkdir -p `directory`; the folders this made are removed again when the block fails."""
+    directory = Path(directory)
+    missing = [p for p in (directory, *directory.parents) if not p.exists()]   # deepest first
+    directory.mkdir(parents=True, exist_ok=True)
     try:
-        yield Path(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)      # mkstemp makes 0600; keep the usual file mode
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        yield directory
+    except BaseException:
+        for folder in missing:
+            try:
+                folder.rmdir()
+            except OSError:            # no longer empty (another writer) or already gone
+                break
+        raise
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path in the same directory; rename it over `path` on success. On failure
+    nothing is left behind: neither the temporary file nor parent directories made here."""
+    path = Path(path)
+    tmp = None
+    with parents_made(path.parent):
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            os.close(fd)
+            yield Path(tmp)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)      # mkstemp makes 0600; keep the usual file mode
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            if tmp is not None and os.path.exists(tmp):
+                os.unlink(tmp)
 
 
 def _default_mode(path: Path, directory: bool) -> None:
@@ -43,27 +62,35 @@ def staged_directory(target):
     nothing is left behind: neither the temporary directory nor parent directories made here.
     """
     target = Path(target)
-    missing = [p for p in (target.parent, *target.parent.parents) if not p.exists()]   # deepest first
-    target.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    done = False
+    with parents_made(target.parent):
+        stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+        try:
+            yield stage
+            _default_mode(stage, directory=True)
+            if target.exists():
+                for item in sorted(stage.iterdir()):
+                    os.replace(item, target / item.name)
+            else:
+                os.rename(stage, target)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+
+
+# atomic_path's temporary name: f".{name}." + mkstemp's 8 random characters + ".tmp"
+_TMP_NAME_EXTRA = 2 + 8 + 4
+
+
+def name_fits(directory, name: str) -> bool:
+    """Whether atomic_path can write a file `name` into `directory` (made if missing): the
+    temporary name it writes first must fit the file system's name limit too."""
+    folder = Path(directory)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
     try:
-        yield stage
-        _default_mode(stage, directory=True)
-        if target.exists():
-            for item in sorted(stage.iterdir()):
-                os.replace(item, target / item.name)
-        else:
-            os.rename(stage, target)
-        done = True
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-        if not done:
-            for parent in missing:
-                try:
-                    parent.rmdir()
-                except OSError:
-                    break
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    return len(os.fsencode(name)) + _TMP_NAME_EXTRA <= limit
 
 
 def atomic_write_bytes(path, data: bytes) -> None:

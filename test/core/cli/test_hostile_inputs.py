@@ -41,6 +41,7 @@ PREDICT_ARGS = [
     ("unknown_option", ["--bogus"], "unrecognized arguments: --bogus"),
     ("missing_out", ["--out", None], "the following arguments are required: --out"),
     ("onnx_garbage", ["--weights", "{onnx}"], "is not a readable ONNX file"),
+    ("out_empty", ["--out", ""], "argument --out: a path must not be empty"),     # wrote into the current dir
 ]
 
 
@@ -186,6 +187,7 @@ EXPORT_ARGS = [
     ("min_agreement_2", ["--min-agreement", "2"], "argument --min-agreement: must be in [0, 1]"),
     ("cache_dir_is_a_file", ["--cache-dir", "{file}"], "--cache-dir"),
     ("weights_missing", ["--weights", "{work}/nope.pt"], "weights not found"),
+    ("aoti_empty", ["--aoti", ""], "argument --aoti: a path must not be empty"),
 ]
 
 
@@ -251,3 +253,139 @@ def test_console_scripts_keep_the_promise(tmp_path, hostile_images, bad_checkpoi
         proc = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=300)
         one_error_line(proc.returncode, proc.stderr, match)
     assert file_tree(tmp_path) == set()
+
+
+# ---------------------------------------------------------------------------- found by the hostile audit
+def _onnx_graph(path, inputs, outputs, channels_out=11, channels_in=3):
+    """A small ONNX file with ecmnet-export's metadata (11 CamVid classes) around a 1x1 convolution:
+    inputs/outputs are (name, shape) pairs, so each case can lie about what the graph takes or gives."""
+    import json
+
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from ecmnet_core.palettes import CAMVID_CLASSES, CAMVID_COLORS
+    from ecmnet_core.runtime.checkpoint import make_metadata
+    from ecmnet_core.runtime.onnx import METADATA_KEY
+
+    weight = numpy_helper.from_array(np.ones((channels_out, channels_in, 1, 1), np.float32), "W")
+    if not inputs:
+        nodes = [helper.make_node("Constant", [], ["logits"],
+                                  value=numpy_helper.from_array(np.zeros((1, 11, 16, 16), np.float32)))]
+    elif len(inputs[0][1]) != 4:
+        nodes = [helper.make_node("Identity", ["image"], ["logits"])]
+    else:
+        nodes = [helper.make_node("Conv", ["image", "W"], ["logits"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs],
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in outputs],
+                              initializer=[weight] if nodes[0].op_type == "Conv" else [])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    prop = model.metadata_props.add()
+    prop.key = METADATA_KEY
+    prop.value = json.dumps(make_metadata(11, CAMVID_CLASSES, CAMVID_COLORS, ignore_index=11, input_size=(16, 16)))
+    onnx.save(model, str(path))
+    return path
+
+
+OUT = [("logits", ["N", 11, 16, 16])]
+BAD_ONNX_GRAPHS = [
+    # case, inputs, outputs, conv output channels, conv input channels, text of the error line
+    ("rank_2_input", [("image", [1, 3])], [("logits", [1, 11])], 11, 3, "must take one (batch, 3, H, W) image input"),
+    ("no_input", [], [("logits", [1, 11, 16, 16])], 11, 3, "image input, got none"),
+    ("four_channel_input", [("image", ["N", 4, 16, 16])], OUT, 11, 4, "got image ['N', 4, 16, 16]"),
+    ("two_inputs", [("image", ["N", 3, 16, 16]), ("x", [1])], OUT, 11, 3, "image ['N', 3, 16, 16], x [1]"),
+    ("zero_size_input", [("image", ["N", 3, 0, 0])], [("logits", ["N", 11, 0, 0])], 11, 3,
+     "input height/width must be positive"),
+    ("returns_20_classes_declares_11", [("image", ["N", 3, 16, 16])], OUT, 20, 3,
+     "the graph returned float32 of shape (1, 20, 16, 16), expected (1, 11, H, W) logits"),
+]
+
+
+@pytest.mark.parametrize("case,inputs,outputs,c_out,c_in,match", BAD_ONNX_GRAPHS, ids=[c[0] for c in BAD_ONNX_GRAPHS])
+def test_predict_onnx_graph_that_does_not_fit(case, inputs, outputs, c_out, c_in, match, work, hostile_images,
+                                              run_cli, one_error_line, file_tree):
+    """Was an IndexError / onnxruntime InvalidArgument / palette IndexError traceback."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    onnx_path = _onnx_graph(work / "bad.onnx", inputs, outputs, c_out, c_in)
+    before = file_tree(work)
+    status, _, err = run_cli(predict_main, [hostile_images["_good"][0], "--weights", onnx_path, "--out", work / "o"])
+    one_error_line(status, err, match)
+    assert file_tree(work) == before
+
+
+@pytest.mark.parametrize("case,match", [("encrypted_member", "(RuntimeError)"),
+                                        ("unknown_compression", "(NotImplementedError)")])
+def test_predict_pt2_zip_that_zipfile_cannot_open(case, match, work, hostile_images, run_cli, one_error_line,
+                                                  file_tree):
+    """A .pt2 whose metadata member is encrypted or uses a compression method zipfile lacks: was a
+    RuntimeError / NotImplementedError traceback."""
+    import struct
+    import zipfile
+
+    from ecmnet_core.runtime.aoti import METADATA_MEMBER
+
+    path = work / "bad.pt2"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(f"pkg/{METADATA_MEMBER}", '{"format": "x"}')
+    data = bytearray(path.read_bytes())
+    local, central = data.find(b"PK\x03\x04"), data.find(b"PK\x01\x02")
+    if case == "encrypted_member":
+        data[local + 6] |= 1
+        data[central + 8] |= 1
+    else:
+        data[local + 8:local + 10] = data[central + 10:central + 12] = struct.pack("<H", 99)
+    path.write_bytes(bytes(data))
+    before = file_tree(work)
+    status, _, err = run_cli(predict_main, [hostile_images["_good"][0], "--weights", path, "--out", work / "o"])
+    one_error_line(status, err, f"is not a readable .pt2 package {match}")
+    assert file_tree(work) == before
+
+
+def test_predict_inputs_whose_output_names_collide_keep_apart(tmp_path, hostile_images, tiny_checkpoint, run_cli):
+    """a.png, a.PNG and a_png.png all mapped to a_png_*.png: two images' outputs were silently
+    overwritten while the run reported 9 files written."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a.png", "a.PNG", "a_png.png"):
+        (src / name).write_bytes(hostile_images["_good"][0].read_bytes())
+    out = tmp_path / "out"
+    status, stdout, err = run_cli(predict_main, [src, "--weights", tiny_checkpoint, "--out", out])
+    assert status == 0 and "wrote 9 files for 3 image(s)" in stdout, err
+    assert len(list(out.iterdir())) == 9
+
+
+def test_predict_image_name_too_long_for_its_outputs(tmp_path, hostile_images, tiny_checkpoint, run_cli,
+                                                     one_error_line, file_tree):
+    """A 240-character stem fits the file system, stem_overlay.png (and its temporary name) do not:
+    was `error: File name too long: .../.<name>_labels.png.<random>` after the model had loaded,
+    with an empty --out folder left behind (and a folder run cut short at that image)."""
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / ("a" * 240 + ".png")).write_bytes(hostile_images["_good"][0].read_bytes())
+    (src / "b.png").write_bytes(hostile_images["_good"][0].read_bytes())
+    before = file_tree(tmp_path)
+    status, _, err = run_cli(predict_main, [src, "--weights", tiny_checkpoint, "--out", tmp_path / "o" / "p"])
+    one_error_line(status, err, "1 image name(s) too long for their output files")
+    assert file_tree(tmp_path) == before
+
+
+def test_friendly_main_imports_nothing_before_its_try():
+    """Its wrapper imported torch (seconds) outside the try: a Ctrl-C then was a KeyboardInterrupt
+    traceback instead of `interrupted`. The wrapper must not need torch at all."""
+    code = ("import sys; from ecmnet_core.cli.common import friendly_main; "
+            "assert friendly_main(lambda: 0)() == 0; print('torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "False", proc.stderr
+
+
+def test_predict_empty_input_path_is_not_the_current_directory(tmp_path, tiny_checkpoint, run_cli, one_error_line,
+                                                               monkeypatch, hostile_images):
+    """`ecmnet-predict "$IMAGES"` with the variable unset segmented every image in the current folder."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.png").write_bytes(hostile_images["_good"][0].read_bytes())
+    status, _, err = run_cli(predict_main, ["", "--weights", tiny_checkpoint, "--out", tmp_path / "o"])
+    one_error_line(status, err, "argument input: a path must not be empty")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
