@@ -6,12 +6,14 @@ A run is fully described by the merged dict, which is stored in every checkpoint
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Any, Dict, Iterable
 
 import yaml
 
 from ecmnet_core.cli.common import UserError
+from ecmnet_core.runtime.checkpoint import CheckpointError, check_config
 
 # Defaults = the paper's CamVid recipe; dataset YAMLs override what differs.
 DEFAULTS: Dict[str, Any] = {
@@ -72,8 +74,14 @@ def yaml_problem(exc: yaml.YAMLError) -> str:
 
 
 def deep_merge(base: dict, update: dict, path: str = "") -> dict:
+    """base with update's keys replaced; a section (a mapping in base) must stay a mapping (null = no
+    change), so a stray `train: 5` is one clear error rather than a crash in validate()."""
+    if update is None:
+        update = {}
+    if not isinstance(update, dict):
+        raise UserError(f"{path.rstrip('.') or 'the config'} must be a mapping of keys, got {update!r}")
     out = copy.deepcopy(base)
-    for key, value in (update or {}).items():
+    for key, value in update.items():
         where = f"{path}{key}"
         if key not in out:
             if path.startswith("model."):
@@ -81,7 +89,7 @@ def deep_merge(base: dict, update: dict, path: str = "") -> dict:
                 continue
             raise UserError(f"unknown config key {where!r}; known keys under {path or 'top level'}: "
                             f"{', '.join(sorted(out))}")
-        if isinstance(out[key], dict) and isinstance(value, dict):
+        if isinstance(out[key], dict):
             out[key] = deep_merge(out[key], value, f"{where}.")
         else:
             out[key] = copy.deepcopy(value)
@@ -130,46 +138,151 @@ def load_config(path=None, overrides: Iterable[str] = ()) -> dict:
     return cfg
 
 
-def _pair(value, name):
+def _as_float(value):
+    """A finite float from a number or a numeric string (PyYAML reads 1e-3, without a dot, as a
+    string), else None; bools are not numbers here."""
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _as_int(value):
+    """An int from an int, an integral float (360.0) or a digit string, else None (bools included)."""
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            return None
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _integer(section: dict, key: str, where: str, lo: int, hi: int = None, optional: bool = False) -> None:
+    """section[key] as an int in [lo, hi] (integral floats and digit strings accepted), in place."""
+    value = section[key]
+    if value is None and optional:
+        return
+    v = _as_int(value)
+    if v is None or v < lo or (hi is not None and v > hi):
+        bounds = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
+        raise UserError(f"{where} must be an integer {bounds}{' or null' if optional else ''}, got {value!r}")
+    section[key] = v
+
+
+def _number(section: dict, key: str, where: str, lo=None, hi=None, lo_open=False, hi_open=False,
+            optional: bool = False) -> None:
+    """section[key] as a finite float in the range, in place. Strings are parsed: PyYAML reads 1e-3
+    (no dot) as a string."""
+    value = section[key]
+    if value is None and optional:
+        return
+    v = _as_float(value)
+    ok = v is not None
+    if ok and lo is not None:
+        ok = v > lo if lo_open else v >= lo
+    if ok and hi is not None:
+        ok = v < hi if hi_open else v <= hi
+    if not ok:
+        parts = ([f"{'>' if lo_open else '>='} {lo}"] if lo is not None else []) + \
+                ([f"{'<' if hi_open else '<='} {hi}"] if hi is not None else [])
+        raise UserError(f"{where} must be a finite number{' ' + ' and '.join(parts) if parts else ''}"
+                        f"{' or null' if optional else ''}, got {value!r}")
+    section[key] = v if isinstance(value, str) else value
+
+
+def _boolean(section: dict, key: str, where: str) -> None:
+    if not isinstance(section[key], bool):
+        raise UserError(f"{where} must be true or false, got {section[key]!r}")
+
+
+def _text(section: dict, key: str, where: str, optional: bool = False) -> None:
+    value = section[key]
+    if value is None and optional:
+        return
+    if not isinstance(value, str) or not value.strip():
+        raise UserError(f"{where} must be a non-empty string{' or null' if optional else ''}, got {value!r}")
+
+
+def _pair(value, name, minimum: int = 1):
     if value is None:
         return None
-    if isinstance(value, int):
+    if _as_int(value) is not None and not isinstance(value, str):
         value = [value, value]
-    if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(int(v) > 0 for v in value)):
-        raise UserError(f"{name} must be [height, width] with positive ints, got {value!r}")
-    return [int(v) for v in value]
+    sides = [_as_int(v) for v in value] if isinstance(value, (list, tuple)) and len(value) == 2 else []
+    if not sides or not all(v is not None and v >= minimum for v in sides):
+        raise UserError(f"{name} must be [height, width] with ints >= {minimum}, got {value!r}")
+    return sides
+
+
+def _numbers(value, where: str, lo: float, hi: float = None, count: int = None) -> list:
+    """A list of finite numbers in [lo, hi] (count of them if given)."""
+    ok = isinstance(value, (list, tuple)) and (len(value) == count if count else len(value) > 0)
+    numbers = [_as_float(v) for v in value] if ok else []
+    if not ok or not all(v is not None and v >= lo and (hi is None or v <= hi) for v in numbers):
+        what = f"{count} numbers" if count else "a non-empty list of numbers"
+        raise UserError(f"{where} must be {what} in [{lo}, {hi if hi is not None else 'inf'}], got {value!r}")
+    return numbers
 
 
 def validate(cfg: dict) -> None:
+    """Every key of the merged config has the right type and range (normalised in place); a wrong
+    value is one UserError naming the key, before anything is read or written."""
+    for name, section in cfg.items():
+        if not isinstance(section, dict):
+            raise UserError(f"{name} must be a mapping of keys, got {section!r}")
     d, t, o = cfg["dataset"], cfg["train"], cfg["optim"]
     if d["layout"] not in LAYOUTS:
         raise UserError(f"dataset.layout must be one of {', '.join(LAYOUTS)}, got {d['layout']!r}")
     if d["preload"] not in ("auto", "device", "cpu", "none"):
         raise UserError(f"dataset.preload must be auto, device, cpu or none, got {d['preload']!r}")
-    t["crop_size"] = _pair(t["crop_size"], "train.crop_size")
-    d["resize_to"] = _pair(d["resize_to"], "dataset.resize_to")
-    d["input_size"] = _pair(d["input_size"], "dataset.input_size")
-    if d["limit"] is not None and int(d["limit"]) < 1:
-        raise UserError(f"dataset.limit must be >= 1, got {d['limit']}")
-    lo, hi = (float(v) for v in t["scale_range"])
+    validate_dataset(d)
+    t["crop_size"] = _pair(t["crop_size"], "train.crop_size", minimum=16)
+    if t["crop_size"] is None:
+        raise UserError("train.crop_size must be [height, width] with ints >= 16, got None")
+    lo, hi = _numbers(t["scale_range"], "train.scale_range", 0.0, count=2)
     if not 0 < lo <= hi:
         raise UserError(f"train.scale_range must be [min, max] with 0 < min <= max, got {t['scale_range']}")
+    t["scale_range"] = [lo, hi]
     if t["step"] not in ("auto", "graph", "eager"):
         raise UserError(f"train.step must be auto, graph or eager, got {t['step']!r}")
     if t["amp"] not in ("bf16", "fp16", "none", None, False):
         raise UserError(f"train.amp must be bf16, fp16 or none, got {t['amp']!r}")
     for key in ("epochs", "batch_size", "val_every", "checkpoint_every"):
-        if int(t[key]) < 1:
-            raise UserError(f"train.{key} must be >= 1, got {t[key]}")
+        _integer(t, key, f"train.{key}", 1)
+    _integer(t, "seed", "train.seed", 0, 2**32 - 1)
+    for key in ("hflip", "channels_last", "compile", "sync_bn", "deterministic"):
+        _boolean(t, key, f"train.{key}")
+    _number(t, "color_jitter", "train.color_jitter", 0.0, 1.0)
+    _number(t, "max_minutes", "train.max_minutes", 0.0, optional=True)
+    if t["progress"] not in ("auto", "on", "off", True, False, None):
+        raise UserError(f"train.progress must be auto, on or off, got {t['progress']!r}")
     if o["name"] not in ("sgd", "adam", "adamw"):
         raise UserError(f"optim.name must be sgd, adam or adamw, got {o['name']!r}")
-    if float(o["lr"]) <= 0:
-        raise UserError(f"optim.lr must be > 0, got {o['lr']}")
-    if cfg["schedule"]["name"] not in ("poly", "constant"):
-        raise UserError(f"schedule.name must be poly or constant, got {cfg['schedule']['name']!r}")
+    _number(o, "lr", "optim.lr", 0.0, lo_open=True)
+    _number(o, "weight_decay", "optim.weight_decay", 0.0)
+    _number(o, "momentum", "optim.momentum", 0.0, 1.0)
+    _boolean(o, "nesterov", "optim.nesterov")
+    o["betas"] = _numbers(o["betas"], "optim.betas", 0.0, 1.0, count=2)
+    if o["fused"] not in ("auto", True, False):
+        raise UserError(f"optim.fused must be auto, true or false, got {o['fused']!r}")
+    s = cfg["schedule"]
+    if s["name"] not in ("poly", "constant"):
+        raise UserError(f"schedule.name must be poly or constant, got {s['name']!r}")
+    _number(s, "power", "schedule.power", 0.0)
+    _number(s, "warmup_epochs", "schedule.warmup_epochs", 0.0)
+    _number(s, "warmup_factor", "schedule.warmup_factor", 0.0, 1.0)
     cw = cfg["loss"]["class_weights"]
     if not (cw in ("enet", "none", None) or isinstance(cw, list)):
         raise UserError(f"loss.class_weights must be enet, none or a list of numbers, got {cw!r}")
+    if isinstance(cw, list):
+        cfg["loss"]["class_weights"] = _numbers(cw, "loss.class_weights", 0.0)
+    _number(cfg["loss"], "enet_c", "loss.enet_c", 1.0, lo_open=True)
     ema = t["ema_decay"]
     if not isinstance(ema, (int, float)) or isinstance(ema, bool) or not 0.0 <= float(ema) < 1.0:
         raise UserError(f"train.ema_decay must be a number in [0, 1) (0 = off), got {ema!r}")
@@ -182,8 +295,31 @@ def validate(cfg: dict) -> None:
         raise UserError(f"loss.ohem_min_kept must be an integer >= 1, got {kept!r}")
     if "num_classes" in cfg["model"]:
         raise UserError("model.num_classes comes from the dataset; do not set it")
-    if not cfg["eval"]["scales"]:
+    try:
+        check_config({**cfg["model"], "num_classes": 1})
+    except CheckpointError as exc:
+        raise UserError(f"model: {str(exc).replace('model_config', '').strip(' :')}") from None
+    e = cfg["eval"]
+    _integer(e, "batch_size", "eval.batch_size", 1)
+    if not e["scales"]:
         raise UserError("eval.scales must list at least one scale")
+    e["scales"] = _numbers(e["scales"], "eval.scales", 0.1, 4.0)
+    _boolean(e, "flip", "eval.flip")
+    _text(cfg["output"], "dir", "output.dir")
+
+
+def validate_dataset(d: dict) -> None:
+    """The dataset section's keys (ecmnet-eval checks a checkpoint's stored recipe with it too)."""
+    _text(d, "root", "dataset.root")
+    for key in ("classes", "name"):
+        _text(d, key, f"dataset.{key}", optional=True)
+    _text(d, "train_split", "dataset.train_split")
+    if d["val_split"] is not None and not isinstance(d["val_split"], str):
+        raise UserError(f"dataset.val_split must be a string or null, got {d['val_split']!r}")
+    d["resize_to"] = _pair(d["resize_to"], "dataset.resize_to")
+    d["input_size"] = _pair(d["input_size"], "dataset.input_size")
+    _integer(d, "limit", "dataset.limit", 1, optional=True)
+    _integer(d, "workers", "dataset.workers", 0, 256)
 
 
 def dump(cfg: dict) -> str:

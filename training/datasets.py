@@ -300,17 +300,55 @@ def read_pack(path) -> dict:
         tar = tarfile.open(path, "r")
     except tarfile.TarError as exc:
         raise DatasetError(f"{path} is not a data pack tar ({exc})") from None
-    with tar:
-        files = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+    try:
+        with tar:
+            files = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+    except (tarfile.TarError, OSError, EOFError) as exc:       # cut off or corrupt after the header
+        raise DatasetError(f"{path} is a damaged data pack tar ({exc})") from None
     if "meta.json" not in files:
         raise DatasetError(f"{path} has no meta.json; write packs with ecmnet-pack-data")
-    meta = json.loads(files["meta.json"])
-    if meta.get("format") != PACK_FORMAT:
-        raise DatasetError(f"{path} is not an ecmnet data pack (format {meta.get('format')!r})")
+    try:
+        meta = json.loads(files["meta.json"])
+    except ValueError as exc:
+        raise DatasetError(f"{path}: meta.json is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != PACK_FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise DatasetError(f"{path} is not an ecmnet data pack (format {found!r})")
+    problem = _pack_meta_problem(meta, files)
+    if problem:
+        raise DatasetError(f"{path}: meta.json {problem}; write packs with ecmnet-pack-data")
     out = {"meta": meta}
     for split, entries in meta["splits"].items():
         out[split] = [(e["name"], files[e["image"]], files[e["label"]]) for e in entries]
     return out
+
+
+def _pack_meta_problem(meta: dict, files: dict) -> Optional[str]:
+    """What is wrong with a pack's meta.json (the keys build_dataset reads), or None."""
+    classes, colors = meta.get("classes"), meta.get("colors")
+    if not isinstance(meta.get("dataset"), str):
+        return "has no dataset name"
+    if not isinstance(classes, list) or not 0 < len(classes) <= 255 or not all(isinstance(c, str) for c in classes):
+        return "needs classes: a list of 1..255 class names"
+    if not isinstance(colors, list) or len(colors) != len(classes) or not all(
+            isinstance(c, list) and len(c) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in c)
+            for c in colors):
+        return f"needs colors: one [r, g, b] (0..255) per class ({len(classes)})"
+    splits, counts = meta.get("splits"), meta.get("class_counts", {})
+    if not isinstance(splits, dict) or not all(isinstance(v, list) for v in splits.values()):
+        return "needs splits: a mapping of split name to a list of samples"
+    for split, entries in splits.items():
+        for e in entries:
+            if not (isinstance(e, dict) and all(isinstance(e.get(k), str) for k in ("name", "image", "label"))):
+                return f"split {split!r} has a sample without name, image and label"
+            missing = [e[k] for k in ("image", "label") if e[k] not in files]
+            if missing:
+                return f"names {missing[0]} (split {split!r}), which is not in the tar"
+    if not isinstance(counts, dict) or not all(
+            isinstance(v, list) and len(v) == len(classes) and all(isinstance(n, int) for n in v)
+            for v in counts.values()):
+        return f"class_counts must give {len(classes)} pixel counts per split"
+    return None
 
 
 def _decode(data: bytes, flags, name) -> np.ndarray:

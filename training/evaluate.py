@@ -18,10 +18,11 @@ from torch.utils.data import DataLoader
 
 from ecmnet_core.utils.atomic import atomic_write_text
 from ecmnet_core.runtime.checkpoint import load_model
-from ecmnet_core.cli.common import ArgumentParser, UserError, check_output_file, float_range, friendly_main, int_range
+from ecmnet_core.cli.common import (ArgumentParser, UserError, check_output_file, float_range, friendly_main,
+                                    int_range, path_arg)
 
 from .augment import to_model_input
-from .config import DEFAULTS, deep_merge, load_config
+from .config import DEFAULTS, deep_merge, load_config, validate_dataset
 from .datasets import IGNORE, build_dataset
 from .inference import predict_probs
 from .metrics import ConfusionMatrix, format_table
@@ -46,7 +47,7 @@ def build_parser():
     p.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"])
     p.add_argument("--ss2d-backend", default=None, help="override the SS2D scan backend")
     p.add_argument("--workers", type=int_range(0, 256), default=2, help="DataLoader workers (0 = in process)")
-    p.add_argument("--out", help="JSON report path")
+    p.add_argument("--out", type=path_arg, help="JSON report path")
     return p
 
 
@@ -55,7 +56,10 @@ def dataset_section(args, metadata: dict) -> dict:
         d = load_config(args.config)["dataset"]
     else:
         stored = metadata.get("train_config")
-        d = deep_merge(DEFAULTS, stored)["dataset"] if stored else dict(DEFAULTS["dataset"])
+        try:
+            d = deep_merge(DEFAULTS, stored)["dataset"] if stored else dict(DEFAULTS["dataset"])
+        except UserError as exc:
+            raise UserError(f"{args.weights}: stored train_config: {exc}") from None
         if not stored and not (args.layout and args.data_root):
             raise UserError("this checkpoint stores no training recipe; pass --layout and --data-root")
     d = dict(d)
@@ -63,6 +67,7 @@ def dataset_section(args, metadata: dict) -> dict:
                      ("limit", args.limit)):
         if val is not None:
             d[key] = val
+    validate_dataset(d)          # a checkpoint's stored recipe is as untrusted as any other input
     return d
 
 

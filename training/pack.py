@@ -22,7 +22,8 @@ import cv2
 import numpy as np
 
 from ecmnet_core.utils.atomic import atomic_path
-from ecmnet_core.cli.common import ArgumentParser, UserError, check_output_file, float_range, friendly_main, int_range
+from ecmnet_core.cli.common import (ArgumentParser, UserError, check_output_file, float_range, friendly_main,
+                                    int_range, path_arg)
 
 from .datasets import PACK_FORMAT, build_dataset
 
@@ -97,10 +98,10 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n", 1)[1])
     p.add_argument("--layout", required=True, choices=["camvid", "cityscapes", "custom"])
-    p.add_argument("--root", required=True, help="dataset root folder")
+    p.add_argument("--root", type=path_arg, required=True, help="dataset root folder")
     p.add_argument("--classes", help="classes YAML (custom layout)")
     p.add_argument("--splits", default="train,val", help="comma-separated splits (default train,val)")
-    p.add_argument("--out", default=None, help="output tar (default .data/<layout>.tar)")
+    p.add_argument("--out", type=path_arg, default=None, help="output tar (default .data/<layout>.tar)")
     p.add_argument("--train-format", default="jpg", choices=sorted(FORMATS))
     p.add_argument("--val-format", default="webp", choices=sorted(FORMATS))
     p.add_argument("--jpeg-quality", type=int_range(1, 100), default=95)
@@ -110,7 +111,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     dcfg = {"layout": args.layout, "root": args.root, "classes": args.classes, "name": None,
             "resize_to": args.resize}
-    splits = [s for s in args.splits.split(",") if s]
+    splits = [s.strip() for s in args.splits.split(",") if s.strip()]
+    if not splits:
+        raise UserError(f"--splits names no split, got {args.splits!r} (e.g. train,val)")
     formats = {"default": args.train_format, "train": args.train_format}
     for s in splits:
         if s != "train":

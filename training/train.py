@@ -89,10 +89,12 @@ def main(argv=None) -> int:
 
     dist_info, device = init_from_env(args.device)
     try:
+        # the run directory appears only once data and model are set up: a missing dataset, an
+        # unpaired image or a bad model section leaves nothing behind (nor overwrites config.yaml)
+        trainer = Trainer(cfg, out, dist_info, device, resume=resume)
         if dist_info.is_main:
             out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(out / "config.yaml", dump(cfg))
-        trainer = Trainer(cfg, out, dist_info, device, resume=resume)
         result = trainer.fit()
     finally:
         cleanup()

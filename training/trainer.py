@@ -372,7 +372,8 @@ class Trainer:
             bar.close()
         step_losses = torch.stack(losses).float().flatten()
         if not torch.isfinite(step_losses).all():
-            raise RuntimeError(f"non-finite training loss in epoch {epoch + 1}; lower optim.lr or use amp: bf16")
+            # the recipe's fault (too high a learning rate), not a crash: one `error:` line from the CLI
+            raise UserError(f"non-finite training loss in epoch {epoch + 1}; lower optim.lr or use amp: bf16")
         all_reduce_sum(step_losses)
         step_losses /= self.dist.world_size
         self.step_losses = step_losses.tolist()
