@@ -78,10 +78,23 @@ def _marker(prefix: Path) -> Path:
     return prefix / "share" / "ament_index" / "resource_index" / "packages" / PACKAGE
 
 
-def _symlink(link: Path, target: Path) -> None:
-    if link.exists() and not link.is_symlink():
-        raise RegisterError(f"{link} exists and is not a link (installed by something else?); "
+def _check_writable(path: Path, link: bool = True) -> None:
+    """RegisterError when `path` cannot be written: something else is in its place, or a file sits
+    where one of its folders must be."""
+    if link and path.exists() and not path.is_symlink():
+        raise RegisterError(f"{path} exists and is not a link (installed by something else?); "
                             "remove it or register into another --prefix")
+    if not link and path.exists() and not path.is_file():
+        raise RegisterError(f"{path} exists and is not a file; remove it or register into another --prefix")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise RegisterError(f"cannot write {path}: {parent} is not a directory")
+            return
+
+
+def _symlink(link: Path, target: Path) -> None:
+    _check_writable(link)
     link.parent.mkdir(parents=True, exist_ok=True)
     tmp = link.with_name(f".{link.name}.tmp{os.getpid()}")
     tmp.unlink(missing_ok=True)
@@ -91,6 +104,11 @@ def _symlink(link: Path, target: Path) -> None:
 
 def register(prefix: Path) -> List[Path]:
     links = _links(prefix)
+    # every path is checked before the first is written: a prefix that cannot take one of them
+    # fails without leaving half a registration behind
+    for link, _ in links:
+        _check_writable(link)
+    _check_writable(_marker(prefix), link=False)
     for folder in (prefix / "share" / PACKAGE / "launch", prefix / "lib" / PACKAGE):
         for stale in folder.glob("*") if folder.is_dir() else ():
             if stale.is_symlink() and not stale.exists():      # left by a file since removed
@@ -125,10 +143,17 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+def path_arg(text: str) -> Path:
+    """--prefix: an empty one (an unset shell variable) would register into the current directory."""
+    if not str(text).strip():
+        raise argparse.ArgumentTypeError("a path must not be empty")
+    return Path(text)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = _Parser(prog="ecmnet-ros-register", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--prefix", type=Path, default=Path(sys.prefix),
+    parser.add_argument("--prefix", type=path_arg, default=Path(sys.prefix),
                         help="ament prefix to write into (default: %(default)s)")
     parser.add_argument("--remove", action="store_true", help="remove what a previous run wrote")
     args = parser.parse_args(argv)

@@ -32,7 +32,7 @@ import numpy as np
 
 from ecmnet_core.utils.atomic import atomic_path, atomic_write_text, staged_directory
 from ecmnet_core.cli.common import (ArgumentParser, UserError, check_output_dir, friendly_main, int_range,
-                                    parse_device, parse_max_pixels)
+                                    parse_device, parse_max_pixels, path_arg)
 from ecmnet_core.runtime.images import DEFAULT_MAX_PIXELS, check_pixels
 
 from . import bagio
@@ -45,13 +45,13 @@ from .topics import camera_topics
 def build_parser():
     p = ArgumentParser(prog="ecmnet-bag-eval", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("bag", type=Path, help="rosbag2 directory (or .mcap / .db3 file)")
+    p.add_argument("bag", type=path_arg, help="rosbag2 directory (or .mcap / .db3 file)")
     p.add_argument("--topic", action="append", required=True, help="image topic to segment (repeatable)")
     gt = p.add_mutually_exclusive_group()
     gt.add_argument("--gt-topic", default=None, help="ground-truth label topic (mono8) in the bag")
-    gt.add_argument("--gt-dir", type=Path, default=None, help="folder of ground-truth label PNGs")
+    gt.add_argument("--gt-dir", type=path_arg, default=None, help="folder of ground-truth label PNGs")
     p.add_argument("--match", choices=("auto", "stamp", "order"), default="auto", help="how labels pair with frames")
-    p.add_argument("--out", type=Path, required=True, help="report directory (created if missing; written only "
+    p.add_argument("--out", type=path_arg, required=True, help="report directory (created if missing; written only "
                                                           "when at least one frame was segmented)")
     p.add_argument("--weights", default=None, help="checkpoint .pt (default: shipped CamVid weights)")
     p.add_argument("--device", type=parse_device, default="auto", help="auto, cpu, cuda, cuda:N")

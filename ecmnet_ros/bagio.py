@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ecmnet_core.cli.common import UserError
+from ecmnet_core.utils.atomic import parents_made
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
@@ -56,21 +57,21 @@ def bag_writer(out: Path, fmt: str = "mcap"):
     out = Path(out)
     if out.exists():
         raise UserError(f"output bag {out} already exists; remove it or choose another path")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_root = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    tmp = tmp_root / out.name
     ts = typestore()
     plugin = StoragePlugin.MCAP if fmt == "mcap" else StoragePlugin.SQLITE3
-    try:
-        writer = Writer(tmp, version=9, storage_plugin=plugin)
-        writer.open()
+    with parents_made(out.parent):           # folders made for --out go again if the bag fails
+        tmp_root = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        tmp = tmp_root / out.name
         try:
-            yield writer, ts
+            writer = Writer(tmp, version=9, storage_plugin=plugin)
+            writer.open()
+            try:
+                yield writer, ts
+            finally:
+                writer.close()
+            tmp.rename(out)
         finally:
-            writer.close()
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp_root, ignore_errors=True)
+            shutil.rmtree(tmp_root, ignore_errors=True)
 
 
 def open_reader(path: Path):

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from ecmnet_core.cli.common import (ArgumentParser, UserError, check_output_dir, float_range, friendly_main,
-                                    int_range, parse_max_pixels)
+                                    int_range, parse_max_pixels, path_arg)
 from ecmnet_core.runtime.images import DEFAULT_MAX_PIXELS, list_images, read_image, read_rgb
 
 from . import bagio
@@ -52,9 +52,9 @@ def topic_arg(text: str) -> str:
 def build_parser():
     p = ArgumentParser(prog="ecmnet-make-bag", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("image_dir", type=Path, help="folder of images (png/jpg/...)")
-    p.add_argument("--out", type=Path, required=True, help="output bag directory (must not exist)")
-    p.add_argument("--label-dir", type=Path, default=None, help="folder of label PNGs matched by file stem")
+    p.add_argument("image_dir", type=path_arg, help="folder of images (png/jpg/...)")
+    p.add_argument("--out", type=path_arg, required=True, help="output bag directory (must not exist)")
+    p.add_argument("--label-dir", type=path_arg, default=None, help="folder of label PNGs matched by file stem")
     p.add_argument("--format", choices=bagio.FORMATS, default="mcap", help="storage plugin (default mcap)")
     p.add_argument("--rate", type=float_range(0, 1e6, lo_open=True), default=10.0,
                    help="frame rate for stamps in Hz (default 10)")

@@ -96,6 +96,7 @@ BAG_EVAL_CASES = [
     ("bad_resolution", "good", "/camera/image_raw", ["--resolution", "tiny"], "--resolution must be"),
     ("gt_dir_missing", "good", "/camera/image_raw", ["--gt-dir", "{work}/no_labels"], "ground-truth folder not found"),
     ("missing_topic_option", "good", None, [], "the following arguments are required: --topic"),
+    ("out_empty", "good", "/camera/image_raw", ["--out", ""], "argument --out: a path must not be empty"),
 ]
 
 
@@ -189,6 +190,7 @@ MAKE_BAG_CASES = [
     ("max_pixels_negative", ["--max-pixels", "-1"], "argument --max-pixels: must be >= 0"),
     ("image_over_cap", ["--max-pixels", "100"], "more than the limit of 100 (--max-pixels)"),
     ("format_choice", ["--format", "rosbag1"], "argument --format: invalid choice"),
+    ("label_dir_empty", ["--label-dir", ""], "argument --label-dir: a path must not be empty"),
 ]
 
 
@@ -228,6 +230,49 @@ def test_make_bag_limit_and_relative_topic(frames_dir, tmp_path, run_cli):
         assert sum(1 for _ in reader.messages()) == 2
     finally:
         reader.close()
+
+
+def test_make_bag_failure_leaves_no_new_folders(hostile_images, frames_dir, tmp_path, run_cli, one_error_line,
+                                                file_tree):
+    """--out in folders that do not exist yet: bag_writer made them and left them when a frame failed."""
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "f0.png").write_bytes((frames_dir / "f0.png").read_bytes())
+    (src / "f1.png").write_bytes(hostile_images["truncated_png"][0].read_bytes())
+    before = file_tree(tmp_path)
+    status, _, err = run_cli(make_bag.main, [src, "--out", tmp_path / "new" / "deeper" / "bag"])
+    one_error_line(status, err, "corrupt or truncated")
+    _no_files_left(tmp_path, before, file_tree)
+
+
+# ------------------------------------------------------------------------------------ ecmnet-ros-register
+@pytest.mark.parametrize("case,match", [
+    ("lib_is_a_file", "lib is not a directory"),
+    ("script_is_a_file", "ecmnet-predict exists and is not a link"),
+    ("marker_is_a_folder", "packages/ecmnet_ros exists and is not a file"),
+    ("prefix_empty", "argument --prefix: a path must not be empty"),     # registered into the current dir
+])
+def test_ros_register_into_a_prefix_it_cannot_complete_writes_nothing(case, match, tmp_path, monkeypatch, run_cli,
+                                                                      one_error_line, file_tree):
+    """The links were written one by one: a prefix that refused a later one kept half a registration."""
+    from ecmnet_ros import ament_register
+
+    prefix = tmp_path / "prefix"
+    if case == "lib_is_a_file":
+        prefix.mkdir()
+        (prefix / "lib").write_text("a file")
+    elif case == "script_is_a_file":
+        (prefix / "lib" / "ecmnet_ros").mkdir(parents=True)
+        (prefix / "lib" / "ecmnet_ros" / "ecmnet-predict").write_text("someone else's")
+    elif case == "marker_is_a_folder":
+        (prefix / "share" / "ament_index" / "resource_index" / "packages" / "ecmnet_ros").mkdir(parents=True)
+    else:
+        prefix = ""
+        monkeypatch.chdir(tmp_path)
+    before = file_tree(tmp_path)
+    status, _, err = run_cli(ament_register.main, ["--prefix", prefix])
+    one_error_line(status, err, match)
+    _no_files_left(tmp_path, before, file_tree)
 
 
 # ------------------------------------------------------------------------------------ topic names
