@@ -283,16 +283,9 @@ def validate(cfg: dict) -> None:
     if isinstance(cw, list):
         cfg["loss"]["class_weights"] = _numbers(cw, "loss.class_weights", 0.0)
     _number(cfg["loss"], "enet_c", "loss.enet_c", 1.0, lo_open=True)
-    ema = t["ema_decay"]
-    if not isinstance(ema, (int, float)) or isinstance(ema, bool) or not 0.0 <= float(ema) < 1.0:
-        raise UserError(f"train.ema_decay must be a number in [0, 1) (0 = off), got {ema!r}")
-    lc = cfg["loss"]
-    thresh, kept = lc["ohem_thresh"], lc["ohem_min_kept"]
-    if thresh is not None and (not isinstance(thresh, (int, float)) or isinstance(thresh, bool)
-                               or not 0.0 < float(thresh) <= 1.0):
-        raise UserError(f"loss.ohem_thresh must be a probability in (0, 1] or null (off), got {thresh!r}")
-    if not isinstance(kept, int) or isinstance(kept, bool) or kept < 1:
-        raise UserError(f"loss.ohem_min_kept must be an integer >= 1, got {kept!r}")
+    _number(t, "ema_decay", "train.ema_decay", 0.0, 1.0, hi_open=True)             # 0 = off
+    _number(cfg["loss"], "ohem_thresh", "loss.ohem_thresh", 0.0, 1.0, lo_open=True, optional=True)
+    _integer(cfg["loss"], "ohem_min_kept", "loss.ohem_min_kept", 1)
     if "num_classes" in cfg["model"]:
         raise UserError("model.num_classes comes from the dataset; do not set it")
     try:
