@@ -12,6 +12,7 @@ Help: ecmnet-segment --help   (lists every parameter; see also docs/ros.md)
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -105,6 +106,8 @@ class SegmentationNode(Node):
         self._camera_info: Dict[int, CameraInfo] = {}
         self._overlay_alpha = float(self.cfg.overlay_alpha)
         self._fastdds_profile = loaded_profile() or "none (Fast DDS defaults)"
+        import torch                               # loaded by the engine already
+        self._cpu_threads = str(torch.get_num_threads())
         self.get_logger().debug(f"parameters: {self.cfg.values}")
         if self.cfg.warmup:
             self._warmup()
@@ -409,6 +412,7 @@ class SegmentationNode(Node):
                 "frames_dropped": str(self.mailbox.dropped[i]), "errors": str(snap["errors"]),
                 "last_error": snap["last_error"],
                 **self.input_subs[i].totals(), "fastdds_profile": self._fastdds_profile,
+                "cpu_threads": self._cpu_threads, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY") or "default",
             }
             arr.status.append(DiagnosticStatus(
                 level=level, name=f"{self.get_fully_qualified_name()}: {cam.input}", message=message,
@@ -465,8 +469,11 @@ def main(args=None) -> int:
 def run_node(node_class, args=None) -> int:
     """Parse the command line, run `node_class` until Ctrl-C / SIGTERM and exit 0; start-up
     errors print one `error: ...` line and return 2. See shutdown.py for the signal handling."""
+    from ecmnet_core.utils.openmp import prefer_passive_wait
+
     from .shutdown import ShutdownRequested, ShutdownSignals
 
+    prefer_passive_wait()                        # before torch loads: CPU inference beside other processes
     signals = ShutdownSignals().install()        # before rclpy.init(): rclpy chains to these
     try:
         return _run_node(node_class, args, signals)

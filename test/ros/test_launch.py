@@ -23,6 +23,7 @@ pytest.importorskip("rclpy")
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 
 from ros_harness import (CLEAN_EXIT_FORBIDDEN, Probe, Process, child_pids, image_msg,  # noqa: E402
                                 pid_alive, require_ros2_cli, ros2_env)
@@ -178,7 +179,9 @@ def node_cmdline(proc: Process, name=NODE) -> str:
 @pytest.mark.parametrize("route", ["colcon", "colcon-symlink", "venv-registered", "venv-path"])
 def test_install_route_launch_run_and_ctrl_c(route, request, harness, tiny_checkpoint):
     """Each way of installing: the executables are where `ros2 run` and launch look, the launch file
-    serves masks + LabelInfo, and Ctrl-C to the process group ends everything cleanly."""
+    serves masks + LabelInfo, the node reports on /diagnostics the OpenMP wait policy it set before
+    torch loaded (passive unless the user chose one), and Ctrl-C to the process group ends everything
+    cleanly."""
     if route.startswith("colcon"):
         ws = request.getfixturevalue("colcon_workspaces")[route]
         install = ws / "install" / "ecmnet_ros"
@@ -213,6 +216,7 @@ def test_install_route_launch_run_and_ctrl_c(route, request, harness, tiny_check
     probe.publisher("/camera/image_raw", Image)
     from vision_msgs.msg import LabelInfo
     probe.watch("/camera/segmentation/label_info", LabelInfo, qos=LATCHED)
+    probe.watch("/diagnostics", DiagnosticArray)
     proc = start_launch(route, prefixes, *node_args(tiny_checkpoint))
     try:
         assert proc.wait_for_line("segmenting /camera/image_raw", TIMEOUT) is not None, proc.output
@@ -222,6 +226,13 @@ def test_install_route_launch_run_and_ctrl_c(route, request, harness, tiny_check
         assert probe.wait_for(lambda: probe.count("/camera/segmentation/label_info") > 0, 30)
         info = probe.received["/camera/segmentation/label_info"][0]
         assert len(info.class_map) == 11 and info.class_map[0].class_name == "Sky"
+
+        def node_status():
+            return next(({kv.key: kv.value for kv in s.values} for arr in probe.received["/diagnostics"]
+                         for s in arr.status if s.name.startswith(f"/{NODE}: ")), None)
+        assert probe.wait_for(lambda: node_status() is not None, 30)
+        assert node_status()["omp_wait_policy"] == (os.environ.get("OMP_WAIT_POLICY") or "PASSIVE")
+        assert int(node_status()["cpu_threads"]) >= 1
         rc = stop_with(proc)
         assert not clean_exit_problems(proc, rc), (clean_exit_problems(proc, rc), proc.output[-4000:])
         assert "parameters:" not in proc.output        # a debug line: log_level defaults to info
