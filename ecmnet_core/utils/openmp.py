@@ -3,10 +3,10 @@
 PyTorch's CPU kernels run on an OpenMP team (libgomp in the PyPI wheels) whose threads spin at every
 barrier before they sleep. When another process holds one of the cores (a camera driver, another
 perception node), each of ECMNet's hundreds of small parallel regions waits for the descheduled team
-member's next time slice: `benchmarks/cpu_contention.py` measured 4.7x the quiet latency beside one
-other PyTorch process with OpenMP's default, 1.4x with passive waiting, which costs 1.2-1.3x on an
-idle host (docs/benchmarks/cpu_latency.md). libgomp reads the policy once, when torch loads it, so
-this has to run before the process's first `import torch`.
+member's next time slice. `benchmarks/cpu_contention.py` on 2 cores beside one other busy process:
+3.2-3.4x the idle latency with OpenMP's default (p90 up to 9.8x), 1.5-1.8x with passive waiting,
+which costs 3-21 % on an idle host (docs/benchmarks/cpu_latency.md). libgomp reads the policy once,
+when torch loads it, so this has to run before the process's first `import torch`.
 """
 from __future__ import annotations
 
