@@ -32,7 +32,7 @@ import numpy as np
 
 from ecmnet_core.utils.atomic import atomic_path, atomic_write_text, staged_directory
 from ecmnet_core.cli.common import (ArgumentParser, UserError, check_output_dir, friendly_main, int_range,
-                                    parse_device, parse_max_pixels, path_arg)
+                                    parse_device, parse_max_pixels, path_arg, weights_arg)
 from ecmnet_core.runtime.images import DEFAULT_MAX_PIXELS, check_pixels
 
 from . import bagio
@@ -53,7 +53,7 @@ def build_parser():
     p.add_argument("--match", choices=("auto", "stamp", "order"), default="auto", help="how labels pair with frames")
     p.add_argument("--out", type=path_arg, required=True, help="report directory (created if missing; written only "
                                                           "when at least one frame was segmented)")
-    p.add_argument("--weights", default=None, help="checkpoint .pt (default: shipped CamVid weights)")
+    p.add_argument("--weights", type=weights_arg, default=None, help="checkpoint .pt (default: shipped CamVid weights)")
     p.add_argument("--device", type=parse_device, default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--backend", default="auto", help="SS2D backend")
     p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))

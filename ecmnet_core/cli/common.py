@@ -17,7 +17,7 @@ from pathlib import Path
 from ..utils.errors import UserError
 
 __all__ = ["ArgumentParser", "UsageError", "UserError", "friendly_main", "parse_size", "parse_device", "int_range",
-           "float_range", "parse_max_pixels", "path_arg", "check_output_dir", "check_output_file", "one_line"]
+           "float_range", "parse_max_pixels", "path_arg", "weights_arg", "check_output_dir", "check_output_file", "one_line"]
 
 
 def one_line(text) -> str:
@@ -57,6 +57,12 @@ def path_arg(text: str) -> Path:
     if not str(text).strip():
         raise argparse.ArgumentTypeError("a path must not be empty")
     return Path(text)
+
+
+def weights_arg(text: str) -> str:
+    """argparse type for --weights: as path_arg (an empty value would have meant the shipped weights
+    without saying so), kept as text for the reports that name it."""
+    return str(path_arg(text))
 
 
 def parse_device(text: str) -> str:

@@ -17,14 +17,14 @@ import cv2
 from ..runtime.images import DEFAULT_MAX_PIXELS, ImageError, check_pixels, list_images, read_rgb
 from ..utils.atomic import atomic_write_bytes, name_fits
 from .common import (ArgumentParser, UserError, check_output_dir, float_range, friendly_main, parse_device,
-                     parse_max_pixels, parse_size, path_arg)
+                     parse_max_pixels, parse_size, path_arg, weights_arg)
 
 
 def build_parser():
     p = ArgumentParser(prog="ecmnet-predict", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", type=path_arg, help="an image file or a directory of images")
-    p.add_argument("--weights", default=None, help="checkpoint (.pt), ONNX file or .pt2 package (ecmnet-export --aoti); default: shipped CamVid weights")
+    p.add_argument("--weights", type=weights_arg, default=None, help="checkpoint (.pt), ONNX file or .pt2 package (ecmnet-export --aoti); default: shipped CamVid weights")
     p.add_argument("--out", type=path_arg, required=True, help="output directory (created if missing)")
     p.add_argument("--device", type=parse_device, default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--backend", default="auto", help="SS2D backend (auto, reference, cuda, mamba, export)")

@@ -97,6 +97,7 @@ BAG_EVAL_CASES = [
     ("gt_dir_missing", "good", "/camera/image_raw", ["--gt-dir", "{work}/no_labels"], "ground-truth folder not found"),
     ("missing_topic_option", "good", None, [], "the following arguments are required: --topic"),
     ("out_empty", "good", "/camera/image_raw", ["--out", ""], "argument --out: a path must not be empty"),
+    ("weights_empty", "good", "/camera/image_raw", ["--weights", ""], "argument --weights: a path must not be empty"),
 ]
 
 

@@ -42,6 +42,7 @@ PREDICT_ARGS = [
     ("missing_out", ["--out", None], "the following arguments are required: --out"),
     ("onnx_garbage", ["--weights", "{onnx}"], "is not a readable ONNX file"),
     ("out_empty", ["--out", ""], "argument --out: a path must not be empty"),     # wrote into the current dir
+    ("weights_empty", ["--weights", ""], "argument --weights: a path must not be empty"),   # meant: shipped weights
 ]
 
 
