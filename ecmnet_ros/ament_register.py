@@ -24,6 +24,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import List, Optional
 
+from ecmnet_core.cli.common import path_arg     # --prefix "" (an unset variable) would mean the current dir
+
 PACKAGE = "ecmnet_ros"
 SHARE_ITEMS = ("package.xml", "launch", "config")
 
@@ -141,13 +143,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):            # one `error:` line, exit 2 (argparse prints usage first)
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
-
-
-def path_arg(text: str) -> Path:
-    """--prefix: an empty one (an unset shell variable) would register into the current directory."""
-    if not str(text).strip():
-        raise argparse.ArgumentTypeError("a path must not be empty")
-    return Path(text)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

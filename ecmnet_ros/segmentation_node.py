@@ -107,7 +107,8 @@ class SegmentationNode(Node):
         self._overlay_alpha = float(self.cfg.overlay_alpha)
         self._fastdds_profile = loaded_profile() or "none (Fast DDS defaults)"
         import torch                               # loaded by the engine already
-        self._cpu_threads = str(torch.get_num_threads())
+        self._cpu_threading = {"cpu_threads": str(torch.get_num_threads()),    # fixed once torch has loaded
+                               "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY") or "default"}
         self.get_logger().debug(f"parameters: {self.cfg.values}")
         if self.cfg.warmup:
             self._warmup()
@@ -194,6 +195,10 @@ class SegmentationNode(Node):
 
     def _resolution_text(self) -> str:
         return resolution_text(self.engine)
+
+    def autostart(self) -> None:
+        """Called by run_node before spinning. Nothing here: a plain node serves from its start (the
+        lifecycle node configures and activates itself when its autostart parameter says so)."""
 
     def _create_interfaces(self):
         # camera_info is small: best effort (matches every publisher) unless a reliability is forced
@@ -412,7 +417,7 @@ class SegmentationNode(Node):
                 "frames_dropped": str(self.mailbox.dropped[i]), "errors": str(snap["errors"]),
                 "last_error": snap["last_error"],
                 **self.input_subs[i].totals(), "fastdds_profile": self._fastdds_profile,
-                "cpu_threads": self._cpu_threads, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY") or "default",
+                **self._cpu_threading,
             }
             arr.status.append(DiagnosticStatus(
                 level=level, name=f"{self.get_fully_qualified_name()}: {cam.input}", message=message,
@@ -514,8 +519,7 @@ def _run_node(node_class, args, signals) -> int:
     try:
         with signals.interruptible():
             node = node_class()
-            if hasattr(node, "autostart"):       # the lifecycle node's own configure + activate
-                node.autostart()
+            node.autostart()
         spin_until_shutdown(node, signals)
     except (ConfigError, CheckpointError, FileNotFoundError, ValueError) as exc:
         if not signals.requested:

@@ -28,8 +28,8 @@ from . import rng
 from .augment import draw_params, random_scale_crop_flip, to_model_input
 from .class_weights import class_counts, enet_weights
 from .datasets import IGNORE, DatasetError, build_dataset
-from .ema import WeightEma
 from .distributed import DistInfo, all_reduce_sum, broadcast_flag
+from .ema import WeightEma
 from .inference import predict_probs
 from .losses import global_ohem_ce, global_weighted_ce, pixel_weights
 from .metrics import ConfusionMatrix, format_table
@@ -229,7 +229,7 @@ class Trainer:
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         if t["compile"]:
             self.model = torch.compile(self.model)
-        decay = float(t["ema_decay"] or 0.0)
+        decay = float(t["ema_decay"])                 # validated: 0 (off) <= decay < 1
         self.ema = WeightEma(model, decay) if decay > 0 else None
         self.selected = self.ema.module if self.ema is not None else model   # validated, saved as best.pt
         self.eval_model = torch.compile(self.selected) if t["compile"] else self.selected
