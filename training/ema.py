@@ -3,14 +3,19 @@ validated, selected and shipped when `train.ema_decay` > 0.
 
 Why: with a poly schedule the last epochs of a small net still move its weights from batch to batch;
 an average over the last ~1 / (1 - decay) steps evaluates smoother (timm and the mmseg/DDRNet family
-offer it for that reason). Built on torch.optim.swa_utils.AveragedModel (one foreach lerp per device
-and dtype per step, outside the captured training graph). The decay warms up as in timm,
-min(decay, (1 + t) / (10 + t)), so the average is not dominated by the random initialisation.
+offer it for that reason). The decay warms up as in timm, min(decay, (1 + t) / (10 + t)), so the
+average is not dominated by the random initialisation; the first update copies the model.
+
+Why not torch.optim.swa_utils.AveragedModel: its update compares a device counter with zero once per
+tensor, i.e. ~400 host-device synchronisations per step, which stalls the host between the replays of
+the graphed training step. Here the counter lives on the host and an update is one foreach lerp over
+the floating-point tensors plus copies of the integer ones (BN's num_batches_tracked): no sync.
 """
 from __future__ import annotations
 
+import copy
+
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 
 class WeightEma:
@@ -18,27 +23,35 @@ class WeightEma:
         if not 0.0 < decay < 1.0:
             raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
         self.decay = float(decay)
-        self.averaged = AveragedModel(model, use_buffers=True)   # deep copy on the model's device
-        self.averaged.requires_grad_(False)
-
-    @property
-    def module(self) -> torch.nn.Module:
-        """The averaged network (same class as the trained one)."""
-        return self.averaged.module
-
-    @property
-    def updates(self) -> int:
-        return int(self.averaged.n_averaged)
+        self.module = copy.deepcopy(model).requires_grad_(False)   # same class, same device
+        self.updates = 0
 
     def current_decay(self) -> float:
         t = self.updates
         return min(self.decay, (1.0 + t) / (10.0 + t))
 
+    @staticmethod
+    def _pairs(ema: torch.nn.Module, model: torch.nn.Module):
+        mine, theirs = ema.state_dict(), model.state_dict()
+        if mine.keys() != theirs.keys():
+            raise ValueError("EMA update from a model of another structure")
+        return [(mine[k], theirs[k]) for k in mine]
+
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
         """Call after every optimizer step with the plain (not DDP / compiled) model."""
-        self.averaged.multi_avg_fn = get_ema_multi_avg_fn(self.current_decay())
-        self.averaged.update_parameters(model)
+        pairs = self._pairs(self.module, model)
+        if self.updates == 0:
+            for mine, theirs in pairs:
+                mine.copy_(theirs)
+        else:
+            weight = 1.0 - self.current_decay()
+            floats = [(m, t) for m, t in pairs if m.is_floating_point()]
+            torch._foreach_lerp_([m for m, _ in floats], [t for _, t in floats], weight)
+            for mine, theirs in pairs:
+                if not mine.is_floating_point():
+                    mine.copy_(theirs)
+        self.updates += 1
 
     def state_dict(self) -> dict:
         return {"decay": self.decay, "updates": self.updates,
@@ -46,4 +59,4 @@ class WeightEma:
 
     def load_state_dict(self, state: dict) -> None:
         self.module.load_state_dict(state["state_dict"])
-        self.averaged.n_averaged.fill_(int(state["updates"]))
+        self.updates = int(state["updates"])

@@ -232,7 +232,8 @@ class Trainer:
         decay = float(t["ema_decay"])                 # validated: 0 (off) <= decay < 1
         self.ema = WeightEma(model, decay) if decay > 0 else None
         self.selected = self.ema.module if self.ema is not None else model   # validated, saved as best.pt
-        self.eval_model = torch.compile(self.selected) if t["compile"] else self.selected
+        # validation stays eager: ~1 % of a run's time, not worth a second compile at every (re)start
+        self.eval_model = self.selected
         # loss weights
         cw = self.cfg["loss"]["class_weights"]
         self.class_counts = None

@@ -8,6 +8,8 @@
 # from config/train_camvid.yaml; later calls reuse the recipe stored in last.pt (extra arguments on top).
 set -o pipefail
 export PYTHONPATH=. PYTHONUNBUFFERED=1
+# compiled kernels stay on the warm machine between back-to-back links (train.compile: true)
+export TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-$PWD/.data/inductor_cache}
 python -c "import yaml, tqdm" 2>/dev/null || export PYTHONPATH=.:.data/pydeps
 RUN=.data/runs/camvid
 OUT=${OUT:-/tmp/camvid_out}
